@@ -1,0 +1,278 @@
+"""The in-memory metric store: real, bounded, and the embedded mode's only state.
+
+Per tenant and state kind there is one table of series rows, with one `Ring` per tier. Writes
+and reads are vectorised over whole batches; a read reduces (rows x columns) blocks to
+(groups x slots) with numpy's reduceat after sorting rows by group.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from rtanalytics.core.metrics import KIND_OF_TYPE, MetricInfo, PointBatch, StateKind, Tags
+from rtanalytics.core.planner import Plan
+from rtanalytics.core.states import Partials
+from rtanalytics.core.windows import Tier, default_tiers
+from rtanalytics.ports.metric_store import SeriesSet, StoreStats
+
+from .rings import Ring
+
+_INITIAL_ROWS = 64
+
+
+class _Table:
+    """Series rows of one state kind in one tenant."""
+
+    def __init__(self, kind: StateKind, tiers: Sequence[Tier]) -> None:
+        self.kind = kind
+        self.capacity = _INITIAL_ROWS
+        self.rings = [Ring(t, kind, self.capacity) for t in tiers]
+        self.rows: dict[tuple[str, Tags], int] = {}
+        self.keys: list[tuple[str, Tags] | None] = []
+        self.free: list[int] = []
+        self.last_write = np.zeros(self.capacity)
+        self.by_name: dict[str, dict[Tags, int]] = {}
+        self.series_cache: dict[str, SeriesSet] = {}
+
+    def new_row(self, key: tuple[str, Tags]) -> int:
+        if self.free:
+            row = self.free.pop()
+            self.keys[row] = key
+        else:
+            row = len(self.keys)
+            self.keys.append(key)
+            if row >= self.capacity:
+                self.capacity *= 2
+                for ring in self.rings:
+                    ring.grow(self.capacity)
+                grown = np.zeros(self.capacity)
+                grown[: len(self.last_write)] = self.last_write
+                self.last_write = grown
+        self.rows[key] = row
+        self.by_name.setdefault(key[0], {})[key[1]] = row
+        self.series_cache.pop(key[0], None)
+        return row
+
+    def drop_row(self, row: int) -> None:
+        key = self.keys[row]
+        assert key is not None
+        del self.rows[key]
+        named = self.by_name[key[0]]
+        del named[key[1]]
+        if not named:
+            del self.by_name[key[0]]
+        self.series_cache.pop(key[0], None)
+        self.keys[row] = None
+        for ring in self.rings:
+            ring.clear_row(row)
+        self.free.append(row)
+
+
+class _Tenant:
+    def __init__(self) -> None:
+        self.infos: dict[str, MetricInfo] = {}
+        self.tables: dict[StateKind, _Table] = {}
+
+    def series_count(self) -> int:
+        return sum(len(t.rows) for t in self.tables.values())
+
+
+class MemoryMetricStore:
+    """MetricStore in this process's memory, with the tier retentions of the Ignite design."""
+
+    def __init__(self, tiers: Sequence[Tier] | None = None) -> None:
+        self.tiers = tuple(tiers) if tiers is not None else default_tiers()
+        self._tenants: dict[str, _Tenant] = {}
+
+    async def start(self) -> None:
+        return None
+
+    async def aclose(self) -> None:
+        return None
+
+    def _tenant(self, tenant: str) -> _Tenant:
+        state = self._tenants.get(tenant)
+        if state is None:
+            state = self._tenants[tenant] = _Tenant()
+        return state
+
+    async def metrics(self, tenant: str) -> Mapping[str, MetricInfo]:
+        return dict(self._tenant(tenant).infos)
+
+    async def claim(self, tenant: str, infos: Sequence[MetricInfo]) -> Mapping[str, MetricInfo]:
+        known = self._tenant(tenant).infos
+        out = {}
+        for info in infos:
+            held = known.get(info.name)
+            if held is None:
+                held = known[info.name] = info
+            elif held.type is info.type and held.window_ms != info.window_ms:
+                held = known[info.name] = info  # a point's `window` updates the metric's window
+            out[info.name] = held
+        return out
+
+    async def write(self, tenant: str, batch: PointBatch, now: float, max_series: int) -> list[int]:
+        state = self._tenant(tenant)
+        refused: list[int] = []
+        total = state.series_count()
+        per_kind: dict[StateKind, tuple[list[int], list[float], list[object]]] = {}
+        types = batch.types
+        names = batch.names
+        tagsets = batch.tags
+        timestamps = batch.timestamps
+        values = batch.values
+        for i in range(len(names)):
+            kind = KIND_OF_TYPE[types[i]]
+            table = state.tables.get(kind)
+            if table is None:
+                table = state.tables[kind] = _Table(kind, self.tiers)
+            key = (names[i], tagsets[i])
+            row = table.rows.get(key)
+            if row is None:
+                if total >= max_series:
+                    refused.append(i)
+                    continue
+                row = table.new_row(key)
+                total += 1
+            columns = per_kind.get(kind)
+            if columns is None:
+                columns = per_kind[kind] = ([], [], [])
+            columns[0].append(row)
+            columns[1].append(timestamps[i])
+            columns[2].append(values[i])
+        for kind, (rows_l, ts_l, vals_l) in per_kind.items():
+            table = state.tables[kind]
+            rows = np.array(rows_l, dtype=np.int64)
+            ts = np.array(ts_l, dtype=np.float64)
+            np.maximum.at(table.last_write, rows, ts)
+            numeric = None if kind is StateKind.DISTINCT else np.array(vals_l, dtype=np.float64)
+            for ring in table.rings:
+                keep = np.floor(ts / ring.res) * ring.res >= ring.tier.oldest(now)
+                if keep.all():
+                    r, t, v, ids = rows, ts, numeric, vals_l
+                elif keep.any():
+                    r, t = rows[keep], ts[keep]
+                    v = numeric[keep] if numeric is not None else None
+                    ids = [x for x, k in zip(vals_l, keep.tolist()) if k]
+                else:
+                    continue
+                if v is not None:
+                    ring.add(r, t, v)
+                else:
+                    ring.add_identities(r, t, ids)  # type: ignore[arg-type]
+        return refused
+
+    async def series(self, tenant: str, name: str) -> SeriesSet:
+        state = self._tenant(tenant)
+        info = state.infos.get(name)
+        table = state.tables.get(KIND_OF_TYPE[info.type]) if info is not None else None
+        if table is None:
+            return SeriesSet(np.zeros(0, dtype=np.int64), ())
+        cached = table.series_cache.get(name)
+        if cached is None:
+            named = table.by_name.get(name, {})
+            cached = SeriesSet(np.fromiter(named.values(), dtype=np.int64, count=len(named)), tuple(named))
+            table.series_cache[name] = cached
+        return cached
+
+    async def aggregate(
+        self,
+        tenant: str,
+        name: str,
+        kind: StateKind,
+        series_ids: np.ndarray,
+        groups: np.ndarray,
+        group_count: int,
+        plan: Plan,
+    ) -> Partials:
+        out = Partials(kind, group_count, plan.slots)
+        table = self._tenant(tenant).tables.get(kind)
+        if table is None or len(series_ids) == 0:
+            return out
+        order = np.argsort(groups, kind="stable")
+        rows = series_ids[order]
+        sorted_groups = groups[order]
+        g_starts = np.flatnonzero(np.r_[True, sorted_groups[1:] != sorted_groups[:-1]])
+        g_ids = sorted_groups[g_starts]
+        g_lens = np.diff(np.r_[g_starts, len(rows)])
+        for read in plan.reads:
+            ring = table.rings[read.tier]
+            cols = (read.bucket_starts // ring.res) % ring.columns
+            held = ring.starts[cols] == read.bucket_starts
+            if not held.any():
+                continue
+            cols, slots = cols[held], read.slots[held]
+            s_starts = np.flatnonzero(np.r_[True, slots[1:] != slots[:-1]])
+            s_ids = slots[s_starts]
+            s_lens = np.diff(np.r_[s_starts, len(cols)])
+            block = np.ix_(rows, cols)
+            part = Partials(kind, group_count, plan.slots)
+            cell = np.ix_(g_ids, s_ids)
+            for field, fold in (("count", np.add), ("sum", np.add), ("min", np.minimum), ("max", np.maximum)):
+                if field in ring.arrays:
+                    sub = fold.reduceat(ring.arrays[field][block], s_starts, axis=1)
+                    part.fields[field][cell] = fold.reduceat(sub, g_starts, axis=0)
+            if "last" in ring.arrays:
+                ts_sub = ring.arrays["last_ts"][block]
+                last_sub = ring.arrays["last"][block]
+                t1 = np.maximum.reduceat(ts_sub, s_starts, axis=1)
+                l1 = np.maximum.reduceat(
+                    np.where(ts_sub == np.repeat(t1, s_lens, axis=1), last_sub, -np.inf), s_starts, axis=1
+                )
+                t2 = np.maximum.reduceat(t1, g_starts, axis=0)
+                l2 = np.maximum.reduceat(
+                    np.where(t1 == np.repeat(t2, g_lens, axis=0), l1, -np.inf), g_starts, axis=0
+                )
+                part.fields["last_ts"][cell] = t2
+                part.fields["last"][cell] = l2
+            if ring.sketches is not None:
+                assert part.sketches is not None
+                sub_sketches = ring.sketches[block]
+                row_group = np.repeat(g_ids, g_lens)
+                col_slot = np.repeat(s_ids, s_lens)
+                for r, c in zip(*np.nonzero(sub_sketches != None)):  # noqa: E711
+                    target = (row_group[r], col_slot[c])
+                    held_sketch = part.sketches[target]
+                    if held_sketch is None:
+                        part.sketches[target] = sub_sketches[r, c].copy()
+                    else:
+                        held_sketch.merge(sub_sketches[r, c])
+            out.merge(part)
+        return out
+
+    async def evict(self, now: float) -> int:
+        horizon = self.tiers[-1].oldest(now)
+        dropped = 0
+        for state in self._tenants.values():
+            for table in state.tables.values():
+                used = np.array([k is not None for k in table.keys], dtype=bool)
+                if not len(used):
+                    continue
+                stale = np.flatnonzero(used & (table.last_write[: len(used)] < horizon))
+                for row in stale.tolist():
+                    table.drop_row(row)
+                dropped += len(stale)
+        return dropped
+
+    async def stats(self) -> StoreStats:
+        return StoreStats(
+            backend="memory",
+            series_by_tenant={t: s.series_count() for t, s in self._tenants.items()},
+            metrics_by_tenant={t: len(s.infos) for t, s in self._tenants.items()},
+            details={"bytes": self.nbytes()},
+        )
+
+    def nbytes(self) -> int:
+        """Bytes held by the rings' numpy arrays (sketch objects not included)."""
+        total = 0
+        for state in self._tenants.values():
+            for table in state.tables.values():
+                for ring in table.rings:
+                    total += sum(a.nbytes for a in ring.arrays.values())
+                    if ring.sketches is not None:
+                        total += ring.sketches.nbytes
+        return total
+
+

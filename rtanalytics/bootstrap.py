@@ -1,0 +1,61 @@
+"""The composition root: the only module that chooses and builds adapters.
+
+Nothing connects at import time; `bootstrap(config)` builds, `App.start()` connects.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+
+from rtanalytics.adapters.clock import SystemClock
+from rtanalytics.adapters.memory.metric_store import MemoryMetricStore
+from rtanalytics.config import Config
+from rtanalytics.core.engine import AnalyticsEngine, EngineLimits
+from rtanalytics.core.errors import ValidationError
+from rtanalytics.core.windows import default_tiers
+from rtanalytics.ports.clock import Clock
+from rtanalytics.ports.metric_store import MetricStore
+
+
+@attrs.define
+class App:
+    """Everything a running rtanalytics needs, wired."""
+
+    config: Config
+    engine: AnalyticsEngine
+    clock: Clock
+
+    async def start(self) -> None:
+        await self.engine.start()
+
+    async def aclose(self) -> None:
+        await self.engine.aclose()
+
+
+def _limits(config: Config) -> EngineLimits:
+    return EngineLimits(
+        max_query_size=config.max_query_size,
+        max_series_per_tenant=config.max_series_per_tenant,
+        max_points_per_request=config.max_points_per_request,
+    )
+
+
+def build_engine(config: Config, *, store: MetricStore | None = None, clock: Clock | None = None) -> AnalyticsEngine:
+    """An engine on the configured backend (or on the store given)."""
+    problems = config.problems()
+    if problems:
+        raise ValidationError.of(problems)
+    tiers = default_tiers(config.coarse_retention_s)
+    if store is None:
+        store = MemoryMetricStore(tiers)
+    return AnalyticsEngine(store, clock or SystemClock(), limits=_limits(config), tiers=tiers)
+
+
+def bootstrap(config: Config | None = None, **overrides: Any) -> App:
+    """Build the application; `overrides` replace adapters by name (`store`, `clock`)."""
+    config = config or Config()
+    clock = overrides.get("clock") or SystemClock()
+    engine = build_engine(config, store=overrides.get("store"), clock=clock)
+    return App(config=config, engine=engine, clock=clock)

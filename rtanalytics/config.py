@@ -1,0 +1,106 @@
+"""Configuration: one frozen Config built from an explicit mapping (os.environ only at the edge)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+import attrs
+
+from rtanalytics.core.durations import parse_duration
+from rtanalytics.core.errors import Problem, ValidationError
+
+BACKENDS = ("memory",)
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+TENANT_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
+_TENANT_RE = re.compile(TENANT_PATTERN)
+
+
+@attrs.frozen
+class Config:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    backend: str = "memory"
+    log_level: str = "INFO"
+    log_json: bool = False
+    ignite_host: str = "127.0.0.1"
+    ignite_port: int = 10800
+    pulsar_url: str = "pulsar://127.0.0.1:6650"
+    cassandra_hosts: tuple[str, ...] = ("127.0.0.1",)
+    cache_ttl_s: int = 3_600
+    max_query_size: int = 100_000
+    max_series_per_tenant: int = 100_000
+    max_request_bytes: int = 10 * 1024 * 1024
+    max_points_per_request: int = 10_000
+    coarse_retention_s: int = 30 * 86_400
+    api_keys: Mapping[str, str] = attrs.field(factory=dict)  # key -> tenant
+    event_topics: tuple[str, ...] = ()
+
+    @classmethod
+    def from_mapping(cls, env: Mapping[str, str]) -> Config:
+        """Read the environment variables of SPEC §7; every bad value is reported at once."""
+        problems: list[Problem] = []
+        values: dict[str, object] = {}
+
+        def integer(var: str, attr: str, minimum: int = 1) -> None:
+            if env.get(var) not in (None, ""):
+                try:
+                    number = int(env[var])
+                    if number < minimum:
+                        raise ValueError
+                    values[attr] = number
+                except ValueError:
+                    problems.append(Problem(var, f"must be an integer >= {minimum}, got {env[var]!r}"))
+
+        def text(var: str, attr: str) -> None:
+            if env.get(var):
+                values[attr] = env[var]
+
+        text("RTA_HOST", "host")
+        integer("RTA_PORT", "port", 0)
+        text("RTA_BACKEND", "backend")
+        text("LOG_LEVEL", "log_level")
+        text("IGNITE_HOST", "ignite_host")
+        integer("IGNITE_PORT", "ignite_port")
+        text("PULSAR_URL", "pulsar_url")
+        integer("CACHE_TTL", "cache_ttl_s")
+        integer("MAX_QUERY_SIZE", "max_query_size")
+        integer("RTA_MAX_SERIES", "max_series_per_tenant")
+        integer("RTA_MAX_REQUEST_BYTES", "max_request_bytes")
+        if env.get("CASSANDRA_HOSTS"):
+            values["cassandra_hosts"] = tuple(h.strip() for h in env["CASSANDRA_HOSTS"].split(",") if h.strip())
+        if env.get("RTA_EVENT_TOPICS"):
+            values["event_topics"] = tuple(t.strip() for t in env["RTA_EVENT_TOPICS"].split(",") if t.strip())
+        if env.get("RTA_LOG_JSON"):
+            values["log_json"] = env["RTA_LOG_JSON"].lower() in ("1", "true", "yes")
+        if env.get("RTA_COARSE_RETENTION"):
+            try:
+                values["coarse_retention_s"] = parse_duration(env["RTA_COARSE_RETENTION"]) // 1000
+            except ValueError as exc:
+                problems.append(Problem("RTA_COARSE_RETENTION", str(exc)))
+        if env.get("RTA_API_KEYS"):
+            keys = {}
+            for pair in env["RTA_API_KEYS"].split(","):
+                key, sep, tenant = pair.strip().partition(":")
+                if not sep or not key or not _TENANT_RE.match(tenant):
+                    problems.append(Problem("RTA_API_KEYS", f"entries are key:tenant, got {pair.strip()!r}"))
+                else:
+                    keys[key] = tenant
+            values["api_keys"] = keys
+        try:
+            config = cls(**values)  # type: ignore[arg-type]
+        except TypeError as exc:  # pragma: no cover - a programming error, not user input
+            raise ValidationError(str(exc)) from exc
+        problems.extend(config.problems())
+        if problems:
+            raise ValidationError.of(problems)
+        return config
+
+    def problems(self) -> list[Problem]:
+        """What is wrong with these settings, all at once."""
+        out = []
+        if self.backend not in BACKENDS:
+            out.append(Problem("RTA_BACKEND", f"{self.backend!r} is not available; use one of {', '.join(BACKENDS)}"))
+        if self.log_level.upper() not in LOG_LEVELS:
+            out.append(Problem("LOG_LEVEL", f"must be one of {', '.join(LOG_LEVELS)}, got {self.log_level!r}"))
+        return out

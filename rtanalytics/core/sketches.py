@@ -1,0 +1,189 @@
+"""Mergeable sketches: quantiles with a relative value error bound, and distinct counts.
+
+QuantileSketch is DDSketch (Masson, Rim, Lee, VLDB 2019) with the logarithmic mapping: a value
+v > 0 falls in bin ceil(log_gamma(v)) with gamma = (1 + a) / (1 - a), and every quantile it
+returns is within relative error `a` of the true value at that rank. It is written here rather
+than taken from the `ddsketch` package because ingest adds whole batches at once: numpy computes
+the bins of a batch in one call (see bench/sketches.py: ~0.2 us per value against ~2.3 us for
+`DDSketch.add`). The unit tests check that both give the same quantiles on the same data.
+
+DistinctSketch wraps Apache DataSketches' HLL (lg_k=14, relative standard error ~0.8%), which
+starts exact (list and set modes) and switches to registers only when a bucket grows large.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from collections.abc import Iterable, Sequence
+
+import datasketches
+import numpy as np
+
+RELATIVE_ACCURACY = 0.01
+_GAMMA = (1 + RELATIVE_ACCURACY) / (1 - RELATIVE_ACCURACY)
+_LOG_GAMMA = math.log(_GAMMA)
+# Values this close to zero share the zero bin; 1e-9 keeps bins of nanosecond-scale values.
+_MIN_INDEXABLE = 1e-9
+_FORMAT_VERSION = 1
+HLL_LG_K = 14
+
+
+class QuantileSketch:
+    """Counts of values per logarithmic bin, for positive and negative values, plus zeros."""
+
+    __slots__ = ("count", "negative", "positive", "zero")
+
+    def __init__(self) -> None:
+        self.positive: dict[int, int] = {}
+        self.negative: dict[int, int] = {}
+        self.zero = 0
+        self.count = 0
+
+    def add(self, value: float) -> None:
+        """Count one value."""
+        self.count += 1
+        if value > _MIN_INDEXABLE:
+            key = math.ceil(math.log(value) / _LOG_GAMMA)
+            self.positive[key] = self.positive.get(key, 0) + 1
+        elif value < -_MIN_INDEXABLE:
+            key = math.ceil(math.log(-value) / _LOG_GAMMA)
+            self.negative[key] = self.negative.get(key, 0) + 1
+        else:
+            self.zero += 1
+
+    def add_many(self, values: Sequence[float] | np.ndarray) -> None:
+        """Count many values; the bins are computed in one numpy call."""
+        arr = np.asarray(values, dtype=np.float64)
+        if arr.size == 0:
+            return
+        self.count += int(arr.size)
+        absolute = np.abs(arr)
+        indexable = absolute > _MIN_INDEXABLE
+        self.zero += int(arr.size - np.count_nonzero(indexable))
+        keys = np.zeros(arr.shape, dtype=np.int64)
+        keys[indexable] = np.ceil(np.log(absolute[indexable]) / _LOG_GAMMA)
+        for store, mask in ((self.positive, arr > _MIN_INDEXABLE), (self.negative, arr < -_MIN_INDEXABLE)):
+            if mask.any():
+                uniq, counts = np.unique(keys[mask], return_counts=True)
+                for key, n in zip(uniq.tolist(), counts.tolist()):
+                    store[key] = store.get(key, 0) + n
+
+    def merge(self, other: QuantileSketch) -> None:
+        """Add another sketch's counts into this one."""
+        for mine, theirs in ((self.positive, other.positive), (self.negative, other.negative)):
+            for key, n in theirs.items():
+                mine[key] = mine.get(key, 0) + n
+        self.zero += other.zero
+        self.count += other.count
+
+    def copy(self) -> QuantileSketch:
+        out = QuantileSketch()
+        out.positive = dict(self.positive)
+        out.negative = dict(self.negative)
+        out.zero = self.zero
+        out.count = self.count
+        return out
+
+    def quantile(self, q: float) -> float | None:
+        """The value at rank q * (count - 1), within the relative accuracy; None when empty."""
+        if self.count == 0:
+            return None
+        rank = q * (self.count - 1)
+        seen = 0
+        for key in sorted(self.negative, reverse=True):
+            seen += self.negative[key]
+            if seen > rank:
+                return -_bin_value(key)
+        seen += self.zero
+        if seen > rank:
+            return 0.0
+        for key in sorted(self.positive):
+            seen += self.positive[key]
+            if seen > rank:
+                return _bin_value(key)
+        return _bin_value(max(self.positive)) if self.positive else 0.0
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, QuantileSketch):
+            return NotImplemented
+        return (self.positive, self.negative, self.zero, self.count) == (
+            other.positive,
+            other.negative,
+            other.zero,
+            other.count,
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def to_bytes(self) -> bytes:
+        """Version byte, zero count, then (key, count) pairs of each side as little-endian int64s."""
+        parts = [struct.pack("<BqII", _FORMAT_VERSION, self.zero, len(self.positive), len(self.negative))]
+        for store in (self.positive, self.negative):
+            if store:
+                parts.append(np.array(sorted(store.items()), dtype="<i8").tobytes())
+        return b"".join(parts)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> QuantileSketch:
+        """Read what `to_bytes` wrote (any format version up to this one)."""
+        version, zero, n_pos, n_neg = struct.unpack_from("<BqII", data)
+        if version > _FORMAT_VERSION:
+            raise ValueError(f"quantile sketch format {version} is newer than this release reads")
+        offset = struct.calcsize("<BqII")
+        out = cls()
+        out.zero = zero
+        for n, store in ((n_pos, out.positive), (n_neg, out.negative)):
+            if n:
+                pairs = np.frombuffer(data, dtype="<i8", count=2 * n, offset=offset).reshape(n, 2)
+                store.update(zip(pairs[:, 0].tolist(), pairs[:, 1].tolist()))
+                offset += 16 * n
+        out.count = zero + sum(out.positive.values()) + sum(out.negative.values())
+        return out
+
+
+def _bin_value(key: int) -> float:
+    # The point of bin (gamma^(k-1), gamma^k] whose relative distance to both ends is `a`.
+    return 2.0 * _GAMMA**key / (_GAMMA + 1)
+
+
+class DistinctSketch:
+    """A HyperLogLog distinct counter (Apache DataSketches), mergeable and compactly encoded."""
+
+    __slots__ = ("_hll",)
+
+    def __init__(self, hll: datasketches.hll_sketch | None = None) -> None:
+        self._hll = hll if hll is not None else datasketches.hll_sketch(HLL_LG_K, datasketches.tgt_hll_type.HLL_8)
+
+    def add(self, identity: str) -> None:
+        """Count one thing, named by its canonical text."""
+        self._hll.update(identity)
+
+    def add_many(self, identities: Iterable[str]) -> None:
+        update = self._hll.update
+        for identity in identities:
+            update(identity)
+
+    def merge(self, other: DistinctSketch) -> None:
+        """Fold another sketch into this one."""
+        union = datasketches.hll_union(HLL_LG_K)
+        union.update(self._hll)
+        union.update(other._hll)
+        self._hll = union.get_result(datasketches.tgt_hll_type.HLL_8)
+
+    def copy(self) -> DistinctSketch:
+        return DistinctSketch(datasketches.hll_sketch.deserialize(self._hll.serialize_updatable()))
+
+    def estimate(self) -> float:
+        """The estimated number of distinct things counted."""
+        return float(self._hll.get_estimate())
+
+    def to_bytes(self) -> bytes:
+        """Version byte, then DataSketches' own compact HLL image (itself versioned)."""
+        return bytes([_FORMAT_VERSION]) + self._hll.serialize_compact()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> DistinctSketch:
+        if data[0] > _FORMAT_VERSION:
+            raise ValueError(f"distinct sketch format {data[0]} is newer than this release reads")
+        return cls(datasketches.hll_sketch.deserialize(data[1:]))

@@ -1,0 +1,77 @@
+"""The Sanic app factory: one blueprint per resource, errors mapped in one place."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import time
+import uuid
+
+from sanic import HTTPResponse, Request, Sanic
+
+from rtanalytics.bootstrap import App
+from rtanalytics.entrypoints.http import errors, health_bp, metrics_bp, openapi, query_bp
+
+_names = itertools.count()
+access_log = logging.getLogger("rtanalytics.access")
+TICK_SECONDS = 60.0
+
+
+def create_app(services: App, name: str | None = None) -> Sanic:  # type: ignore[type-arg]
+    """A Sanic app serving `services`; it starts and closes them with the server."""
+    app: Sanic = Sanic(name or f"rtanalytics_{next(_names)}")  # type: ignore[type-arg]
+    app.config.REQUEST_MAX_SIZE = services.config.max_request_bytes
+    app.config.FALLBACK_ERROR_FORMAT = "json"
+    app.config.KEEP_ALIVE_TIMEOUT = 75
+    app.ctx.rta = services
+    app.error_handler.add(Exception, errors.handle)
+    for blueprint in (metrics_bp.bp, query_bp.bp, health_bp.bp, openapi.bp):
+        app.blueprint(blueprint)
+
+    @app.before_server_start
+    async def start_services(app: Sanic, _loop: object) -> None:  # type: ignore[type-arg]
+        await services.start()
+
+    @app.after_server_start
+    async def start_housekeeping(app: Sanic, _loop: object) -> None:  # type: ignore[type-arg]
+        app.add_task(_housekeeping(services), name="housekeeping")
+
+    @app.before_server_stop
+    async def stop_housekeeping(app: Sanic, _loop: object) -> None:  # type: ignore[type-arg]
+        await app.cancel_task("housekeeping", raise_exception=False)
+
+    @app.after_server_stop
+    async def close_services(app: Sanic, _loop: object) -> None:  # type: ignore[type-arg]
+        await services.aclose()
+
+    @app.on_request
+    async def stamp(request: Request) -> None:
+        request.ctx.request_id = request.headers.get("x-request-id") or uuid.uuid4().hex[:16]
+        request.ctx.started = time.perf_counter()
+
+    @app.on_response
+    async def log_access(request: Request, response: HTTPResponse) -> None:
+        request_id = getattr(request.ctx, "request_id", "-")
+        response.headers["x-request-id"] = request_id
+        if access_log.isEnabledFor(logging.INFO):
+            took = (time.perf_counter() - getattr(request.ctx, "started", time.perf_counter())) * 1000
+            access_log.info(
+                "%s %s %s %.2fms",
+                request.method,
+                request.path,
+                response.status,
+                took,
+                extra={"request_id": request_id, "status": response.status, "took_ms": round(took, 3)},
+            )
+
+    return app
+
+
+async def _housekeeping(services: App) -> None:
+    while True:
+        await asyncio.sleep(TICK_SECONDS)
+        try:
+            await services.engine.tick()
+        except Exception:  # housekeeping must never take the server down
+            logging.getLogger("rtanalytics").exception("housekeeping failed")

@@ -1,0 +1,35 @@
+"""Helpers every blueprint shares: the wired App, the tenant, JSON in and out."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from sanic import HTTPResponse, Request
+
+from rtanalytics.bootstrap import App
+from rtanalytics.core.errors import Problem, ValidationError
+from rtanalytics.entrypoints.http.tenancy import resolve_tenant
+from rtanalytics.entrypoints.http.wire import dumps
+
+
+def services(request: Request) -> App:
+    return request.app.ctx.rta  # type: ignore[no-any-return]
+
+
+def tenant_of(request: Request) -> str:
+    return resolve_tenant(request, services(request).config.api_keys)
+
+
+def json_body(request: Request) -> Any:
+    """The request body parsed as JSON, or a 400 that says why not."""
+    if not request.body:
+        raise ValidationError.of([Problem("body", "is empty; send a JSON object")])
+    try:
+        return orjson.loads(request.body)
+    except orjson.JSONDecodeError as exc:
+        raise ValidationError.of([Problem("body", f"is not valid JSON: {exc}")]) from None
+
+
+def json_response(value: Any, status: int = 200) -> HTTPResponse:
+    return HTTPResponse(dumps(value), status=status, content_type="application/json")

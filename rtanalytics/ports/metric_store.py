@@ -1,0 +1,78 @@
+"""Where metric data lives: the type registry, series, and bucket states in every tier."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Protocol
+
+import attrs
+import numpy as np
+
+from rtanalytics.core.metrics import MetricInfo, PointBatch, StateKind, Tags
+from rtanalytics.core.planner import Plan
+from rtanalytics.core.states import Partials
+
+
+@attrs.frozen
+class SeriesSet:
+    """A metric's series: store-assigned ids (int64) and their tags, position by position."""
+
+    ids: np.ndarray = attrs.field(eq=False)
+    tags: tuple[Tags, ...]
+
+
+@attrs.frozen
+class StoreStats:
+    """Figures for the health endpoint and the service's own metrics."""
+
+    backend: str
+    series_by_tenant: Mapping[str, int]
+    metrics_by_tenant: Mapping[str, int]
+    details: Mapping[str, object] = attrs.field(factory=dict)
+
+
+class MetricStore(Protocol):
+    async def start(self) -> None:
+        """Connect and create whatever is missing; raise BackendUnavailableError when unreachable."""
+        ...
+
+    async def aclose(self) -> None:
+        """Flush what is buffered and disconnect."""
+        ...
+
+    async def metrics(self, tenant: str) -> Mapping[str, MetricInfo]:
+        """Every metric name the tenant has, with its type and window."""
+        ...
+
+    async def claim(self, tenant: str, infos: Sequence[MetricInfo]) -> Mapping[str, MetricInfo]:
+        """Register names not yet known (first type wins); return the stored info of each name."""
+        ...
+
+    async def write(self, tenant: str, batch: PointBatch, now: float, max_series: int) -> list[int]:
+        """Add points to every tier keeping their time; return batch positions refused for the series limit."""
+        ...
+
+    async def series(self, tenant: str, name: str) -> SeriesSet:
+        """The series of one metric."""
+        ...
+
+    async def aggregate(
+        self,
+        tenant: str,
+        name: str,
+        kind: StateKind,
+        series_ids: np.ndarray,
+        groups: np.ndarray,
+        group_count: int,
+        plan: Plan,
+    ) -> Partials:
+        """Bucket states of the given series merged per (group, plan slot)."""
+        ...
+
+    async def evict(self, now: float) -> int:
+        """Forget series with no data left in any tier; return how many."""
+        ...
+
+    async def stats(self) -> StoreStats:
+        """Sizes for health and self-metrics."""
+        ...

@@ -1,0 +1,98 @@
+"""Sketch bounds against numpy's exact answers, merging, encoding, and the reference DDSketch."""
+
+import numpy as np
+from ddsketch import DDSketch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from rtanalytics.core.sketches import RELATIVE_ACCURACY, DistinctSketch, QuantileSketch
+
+values = st.lists(
+    st.one_of(
+        st.floats(min_value=-1e9, max_value=1e9, allow_nan=False, allow_infinity=False),
+        st.floats(min_value=1e-6, max_value=1e6),
+        st.integers(min_value=-1000, max_value=1000).map(float),
+    ),
+    min_size=1,
+    max_size=300,
+)
+QUANTILES = (0.0, 0.01, 0.25, 0.5, 0.9, 0.95, 0.99, 1.0)
+
+
+def within_bound(estimate: float, exact: float) -> bool:
+    return abs(estimate - exact) <= RELATIVE_ACCURACY * abs(exact) + 1e-9
+
+
+@given(values)
+def test_quantiles_within_relative_value_error(xs: list[float]) -> None:
+    sketch = QuantileSketch()
+    sketch.add_many(xs)
+    for q in QUANTILES:
+        exact = float(np.quantile(np.array(xs), q, method="lower"))
+        estimate = sketch.quantile(q)
+        assert estimate is not None and within_bound(estimate, exact), (q, estimate, exact)
+
+
+@given(values, st.integers(min_value=1, max_value=5))
+def test_merged_parts_equal_the_sketch_of_the_whole(xs: list[float], parts: int) -> None:
+    whole = QuantileSketch()
+    for x in xs:
+        whole.add(x)
+    merged = QuantileSketch()
+    for chunk in np.array_split(np.array(xs), parts):
+        part = QuantileSketch()
+        part.add_many(chunk)
+        merged.merge(part)
+    assert merged == whole  # DDSketch merging is exact: the same bins, the same counts
+
+
+def test_agrees_with_the_reference_ddsketch() -> None:
+    rng = np.random.default_rng(7)
+    xs = rng.lognormal(3.0, 1.0, 20_000)
+    ours = QuantileSketch()
+    ours.add_many(xs)
+    reference = DDSketch(relative_accuracy=RELATIVE_ACCURACY)
+    for x in xs:
+        reference.add(float(x))
+    for q in QUANTILES:
+        assert abs(ours.quantile(q) - reference.get_quantile_value(q)) <= 1e-9 * reference.get_quantile_value(q)
+
+
+@given(values)
+def test_quantile_encoding_round_trips(xs: list[float]) -> None:
+    sketch = QuantileSketch()
+    sketch.add_many(xs)
+    data = sketch.to_bytes()
+    assert data[0] == 1
+    assert QuantileSketch.from_bytes(data) == sketch
+
+
+def test_empty_quantile_sketch_has_no_answer() -> None:
+    assert QuantileSketch().quantile(0.5) is None
+
+
+def test_distinct_count_within_two_percent_at_a_million() -> None:
+    sketch = DistinctSketch()
+    sketch.add_many(f"user-{i}" for i in range(1_000_000))
+    assert abs(sketch.estimate() - 1_000_000) / 1_000_000 <= 0.02
+
+
+def test_distinct_merge_of_overlapping_parts() -> None:
+    parts = [DistinctSketch() for _ in range(4)]
+    for i in range(200_000):
+        parts[i % 4].add(str(i % 150_000))  # overlapping: 150,000 distinct in all
+    merged = DistinctSketch()
+    for part in parts:
+        merged.merge(part)
+    assert abs(merged.estimate() - 150_000) / 150_000 <= 0.02
+    again = DistinctSketch.from_bytes(merged.to_bytes())
+    assert again.estimate() == merged.estimate()
+
+
+@given(st.sets(st.text(min_size=1, max_size=8), max_size=200))
+def test_small_distinct_counts_are_exact(things: set[str]) -> None:
+    sketch = DistinctSketch()
+    for thing in things:
+        sketch.add(thing)
+        sketch.add(thing)
+    assert round(sketch.estimate()) == len(things)
