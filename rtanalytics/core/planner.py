@@ -108,13 +108,14 @@ def plan_trailing(window_s: int, now: float, tiers: Sequence[Tier]) -> Plan:
     """
     tolerance = max(1, window_s // 60)
     index = max(i for i, t in enumerate(tiers) if t.resolution_s <= tolerance)
+    end_grid = tiers[index].resolution_s
+    end = align(now, end_grid) + end_grid
     while True:
         grid = tiers[index].resolution_s
         start = math.floor((now - window_s) / grid + 0.5) * grid
         if start >= tiers[index].oldest(now) or index == len(tiers) - 1:
             break
         index += 1  # the start is older than this grid's tier keeps; answer it a tier coarser
-    end = align(now, grid) + grid
     pieces: dict[int, list[tuple[int, int]]] = {}
     _cut(start, end, len(tiers) - 1, now, tiers, pieces)
     reads = tuple(_read(i, sorted(spans), tiers[i].resolution_s) for i, spans in sorted(pieces.items()))

@@ -30,19 +30,19 @@ def create_app(services: App, name: str | None = None) -> Sanic:  # type: ignore
         app.blueprint(blueprint)
 
     @app.before_server_start
-    async def start_services(app: Sanic, _loop: object) -> None:  # type: ignore[type-arg]
+    async def start_services(app: Sanic) -> None:  # type: ignore[type-arg]
         await services.start()
 
     @app.after_server_start
-    async def start_housekeeping(app: Sanic, _loop: object) -> None:  # type: ignore[type-arg]
-        app.add_task(_housekeeping(services), name="housekeeping")
+    async def start_housekeeping(app: Sanic) -> None:  # type: ignore[type-arg]
+        app.add_task(_housekeeping, name="housekeeping")
 
     @app.before_server_stop
-    async def stop_housekeeping(app: Sanic, _loop: object) -> None:  # type: ignore[type-arg]
+    async def stop_housekeeping(app: Sanic) -> None:  # type: ignore[type-arg]
         await app.cancel_task("housekeeping", raise_exception=False)
 
     @app.after_server_stop
-    async def close_services(app: Sanic, _loop: object) -> None:  # type: ignore[type-arg]
+    async def close_services(app: Sanic) -> None:  # type: ignore[type-arg]
         await services.aclose()
 
     @app.on_request
@@ -68,7 +68,8 @@ def create_app(services: App, name: str | None = None) -> Sanic:  # type: ignore
     return app
 
 
-async def _housekeeping(services: App) -> None:
+async def _housekeeping(app: Sanic) -> None:  # type: ignore[type-arg]
+    services: App = app.ctx.rta
     while True:
         await asyncio.sleep(TICK_SECONDS)
         try:

@@ -8,7 +8,7 @@ import orjson
 from sanic import HTTPResponse, Request
 
 from rtanalytics.bootstrap import App
-from rtanalytics.core.errors import Problem, ValidationError
+from rtanalytics.core.errors import PayloadTooLargeError, Problem, ValidationError
 from rtanalytics.entrypoints.http.tenancy import resolve_tenant
 from rtanalytics.entrypoints.http.wire import dumps
 
@@ -25,6 +25,9 @@ def json_body(request: Request) -> Any:
     """The request body parsed as JSON, or a 400 that says why not."""
     if not request.body:
         raise ValidationError.of([Problem("body", "is empty; send a JSON object")])
+    limit = services(request).config.max_request_bytes
+    if len(request.body) > limit:  # the server enforces this too, but not under every ASGI host
+        raise PayloadTooLargeError(f"request body is over the limit of {limit} bytes")
     try:
         return orjson.loads(request.body)
     except orjson.JSONDecodeError as exc:
