@@ -1,9 +1,9 @@
 """rtanalytics: real-time analytics over windowed, tag-sliced metrics.
 
-    from rtanalytics import Engine
-    engine = Engine()                      # embedded, in memory
-    await engine.ingest([{"name": "api.requests.count", "type": "count", "tags": {"status": "200"}}])
-    await engine.query({"metrics": ["api.requests.count"], "window": "1m"})
+from rtanalytics import Engine
+engine = Engine()                      # embedded, in memory
+await engine.ingest([{"name": "api.requests.count", "type": "count", "tags": {"status": "200"}}])
+await engine.query({"metrics": ["api.requests.count"], "window": "1m"})
 """
 
 from __future__ import annotations

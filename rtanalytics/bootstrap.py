@@ -42,7 +42,9 @@ def _limits(config: Config) -> EngineLimits:
     )
 
 
-def build_engine(config: Config, *, store: MetricStore | None = None, clock: Clock | None = None) -> AnalyticsEngine:
+def build_engine(
+    config: Config, *, store: MetricStore | None = None, clock: Clock | None = None
+) -> AnalyticsEngine:
     """An engine on the configured backend (or on the store given)."""
     problems = config.problems()
     if problems:

@@ -68,7 +68,9 @@ class Config:
         integer("RTA_MAX_SERIES", "max_series_per_tenant")
         integer("RTA_MAX_REQUEST_BYTES", "max_request_bytes")
         if env.get("CASSANDRA_HOSTS"):
-            values["cassandra_hosts"] = tuple(h.strip() for h in env["CASSANDRA_HOSTS"].split(",") if h.strip())
+            values["cassandra_hosts"] = tuple(
+                h.strip() for h in env["CASSANDRA_HOSTS"].split(",") if h.strip()
+            )
         if env.get("RTA_EVENT_TOPICS"):
             values["event_topics"] = tuple(t.strip() for t in env["RTA_EVENT_TOPICS"].split(",") if t.strip())
         if env.get("RTA_LOG_JSON"):
@@ -100,7 +102,11 @@ class Config:
         """What is wrong with these settings, all at once."""
         out = []
         if self.backend not in BACKENDS:
-            out.append(Problem("RTA_BACKEND", f"{self.backend!r} is not available; use one of {', '.join(BACKENDS)}"))
+            out.append(
+                Problem("RTA_BACKEND", f"{self.backend!r} is not available; use one of {', '.join(BACKENDS)}")
+            )
         if self.log_level.upper() not in LOG_LEVELS:
-            out.append(Problem("LOG_LEVEL", f"must be one of {', '.join(LOG_LEVELS)}, got {self.log_level!r}"))
+            out.append(
+                Problem("LOG_LEVEL", f"must be one of {', '.join(LOG_LEVELS)}, got {self.log_level!r}")
+            )
         return out

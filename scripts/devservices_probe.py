@@ -1,8 +1,8 @@
 """Readiness probes for scripts/devservices: exit 0 when the server really answers.
 
-    python scripts/devservices_probe.py ignite 127.0.0.1 10800
-    python scripts/devservices_probe.py pulsar pulsar://127.0.0.1:6650 http://127.0.0.1:8080
-    python scripts/devservices_probe.py cassandra 127.0.0.1 9042
+python scripts/devservices_probe.py ignite 127.0.0.1 10800
+python scripts/devservices_probe.py pulsar pulsar://127.0.0.1:6650 http://127.0.0.1:8080
+python scripts/devservices_probe.py cassandra 127.0.0.1 9042
 """
 
 from __future__ import annotations
@@ -27,7 +27,9 @@ def pulsar(url: str, admin: str) -> None:
         assert response.status == 200, response.status
     import pulsar as pulsar_client
 
-    client = pulsar_client.Client(url, operation_timeout_seconds=10, logger=pulsar_client.ConsoleLogger(pulsar_client.LoggerLevel.Error))
+    client = pulsar_client.Client(
+        url, operation_timeout_seconds=10, logger=pulsar_client.ConsoleLogger(pulsar_client.LoggerLevel.Error)
+    )
     try:
         topic = f"persistent://public/default/devservices-probe-{uuid.uuid4().hex[:8]}"
         consumer = client.subscribe(topic, "probe")

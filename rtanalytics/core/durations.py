@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 _DURATION_RE = re.compile(r"^([0-9]{1,12})(ms|s|m|h|d)$")
 _UNIT_MS = {"ms": 1, "s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
@@ -45,16 +45,18 @@ def parse_timestamp(value: object) -> float:
         try:
             parsed = datetime.fromisoformat(value)
         except ValueError:
-            raise ValueError(f"must be an RFC 3339 timestamp such as 2024-01-01T00:00:00Z, got {value!r}") from None
+            raise ValueError(
+                f"must be an RFC 3339 timestamp such as 2024-01-01T00:00:00Z, got {value!r}"
+            ) from None
         if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=timezone.utc)
+            parsed = parsed.replace(tzinfo=UTC)
         return parsed.timestamp()
     raise ValueError(f"must be an RFC 3339 string or epoch seconds, got {type(value).__name__}")
 
 
 def format_timestamp(ts: float) -> str:
     """RFC 3339 in UTC with a Z, milliseconds only when there are any."""
-    moment = datetime.fromtimestamp(ts, tz=timezone.utc)
+    moment = datetime.fromtimestamp(ts, tz=UTC)
     if moment.microsecond:
         return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
     return moment.isoformat(timespec="seconds").replace("+00:00", "Z")

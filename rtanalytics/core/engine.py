@@ -84,7 +84,12 @@ class AnalyticsEngine:
         """Validate and store points; valid ones are kept even when others are rejected."""
         if len(points) > self.limits.max_points_per_request:
             raise ValidationError.of(
-                [Problem("metrics", f"has {len(points)} points, at most {self.limits.max_points_per_request} per request")]
+                [
+                    Problem(
+                        "metrics",
+                        f"has {len(points)} points, at most {self.limits.max_points_per_request} per request",
+                    )
+                ]
             )
         now = self.clock.now()
         raw = points if isinstance(points, list) else list(points)
@@ -195,7 +200,9 @@ class AnalyticsEngine:
             resolution = min(resolution, resolution_used)
             points_total += sum(len(r.points) if r.points is not None else 1 for r in out)
         took = (time.perf_counter() - started) * 1000
-        meta = QueryMeta(resolution * 1000, series_total, points_total, round(took, 3), unknown, truncated, omitted)
+        meta = QueryMeta(
+            resolution * 1000, series_total, points_total, round(took, 3), unknown, truncated, omitted
+        )
         return QueryResult(tuple(rows), meta)
 
     def _check_query(self, q: Query, infos: Mapping[str, MetricInfo], now: float) -> None:
@@ -295,12 +302,17 @@ class AnalyticsEngine:
             group = dict(zip(q.group_by, key))
             if q.is_range:
                 points = tuple(
-                    SeriesPoint(plan.slot_starts[s], values[g, s]) for s in np.flatnonzero(present[g]).tolist()
+                    SeriesPoint(plan.slot_starts[s], values[g, s])
+                    for s in np.flatnonzero(present[g]).tolist()
                 )
                 if points:
-                    rows.append(ResultRow(info.name, group, aggregation, points=points, window_ms=window_s * 1000))
+                    rows.append(
+                        ResultRow(info.name, group, aggregation, points=points, window_ms=window_s * 1000)
+                    )
             elif present[g, 0] or not q.group_by:
-                rows.append(ResultRow(info.name, group, aggregation, value=values[g, 0], window_ms=window_s * 1000))
+                rows.append(
+                    ResultRow(info.name, group, aggregation, value=values[g, 0], window_ms=window_s * 1000)
+                )
         rows, cut = _limit(rows, q.limit)
         rows.sort(key=lambda r: tuple((v is None, v or "") for v in r.group.values()))
         return rows, len(ids), plan, cut

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 import attrs
@@ -30,7 +30,7 @@ _TAG_KEY_RE = re.compile(TAG_KEY_PATTERN)
 Tags = tuple[tuple[str, str], ...]
 
 
-class MetricType(str, Enum):
+class MetricType(StrEnum):
     COUNT = "count"
     SUM = "sum"
     AVERAGE = "average"
@@ -41,7 +41,7 @@ class MetricType(str, Enum):
     UNIQUE = "unique"
 
 
-class StateKind(str, Enum):
+class StateKind(StrEnum):
     """Which fields a bucket keeps; several metric types share one kind."""
 
     SUM = "sum"  # count, sum
@@ -156,7 +156,7 @@ def _check_tags(raw: object, field: str, problems: list[Problem]) -> Tags:
         problems.append(Problem(field, f"must be an object of string to string, got {type(raw).__name__}"))
         return ()
     items = tuple(sorted(raw.items()))
-    cached = _CACHE.tags.get(items)  # type: ignore[arg-type]
+    cached = _CACHE.tags.get(items)
     if cached is not None:
         return cached
     start = len(problems)
@@ -166,10 +166,14 @@ def _check_tags(raw: object, field: str, problems: list[Problem]) -> Tags:
         if not isinstance(key, str) or _TAG_KEY_RE.match(key) is None:
             problems.append(Problem(f"{field}.{key}", f"tag key must match {TAG_KEY_PATTERN}"))
         if not isinstance(value, str):
-            problems.append(Problem(f"{field}.{key}", f"tag value must be a string, got {type(value).__name__}"))
+            problems.append(
+                Problem(f"{field}.{key}", f"tag value must be a string, got {type(value).__name__}")
+            )
         elif len(value) > MAX_TAG_VALUE_CHARS:
             problems.append(
-                Problem(f"{field}.{key}", f"tag value has {len(value)} characters, at most {MAX_TAG_VALUE_CHARS}")
+                Problem(
+                    f"{field}.{key}", f"tag value has {len(value)} characters, at most {MAX_TAG_VALUE_CHARS}"
+                )
             )
     if len(problems) > start:
         return ()
@@ -209,7 +213,7 @@ def parse_points(raw_points: Sequence[Any], now: float) -> tuple[PointBatch, lis
         elif mtype is MetricType.UNIQUE:
             if isinstance(value, str) and value:
                 pass
-            elif type(value) in (int, float) and math.isfinite(value):
+            elif type(value) in (int, float) and math.isfinite(value):  # type: ignore[arg-type]
                 value = unique_identity(value)
             else:
                 problems.append(Problem(f"{field}.value", "must be a non-empty string or a finite number"))
@@ -221,9 +225,7 @@ def parse_points(raw_points: Sequence[Any], now: float) -> tuple[PointBatch, lis
             if not math.isfinite(value):
                 problems.append(Problem(f"{field}.value", "must be a finite number"))
         else:
-            problems.append(
-                Problem(f"{field}.value", f"must be a finite number, got {type(value).__name__}")
-            )
+            problems.append(Problem(f"{field}.value", f"must be a finite number, got {type(value).__name__}"))
         raw_tags = point.get("tags")
         if raw_tags is None:
             tags: Tags = ()
@@ -248,7 +250,10 @@ def parse_points(raw_points: Sequence[Any], now: float) -> tuple[PointBatch, lis
                 ts = now
         if ts > latest:
             problems.append(
-                Problem(f"{field}.timestamp", f"is {ts - now:.0f}s in the future; at most {MAX_FUTURE_SECONDS:.0f}s is accepted")
+                Problem(
+                    f"{field}.timestamp",
+                    f"is {ts - now:.0f}s in the future; at most {MAX_FUTURE_SECONDS:.0f}s is accepted",
+                )
             )
         raw_window = point.get("window")
         if raw_window is not None:

@@ -44,9 +44,10 @@ class Plan:
         return len(self.slot_starts)
 
 
-def _read(tier: int, pieces: list[tuple[int, int]], res: int) -> TierRead:
-    starts = [np.arange(a, b, res, dtype=np.int64) for a, b in (p[:2] for p in pieces)]
-    slots = [np.full(len(s), p[2] if len(p) > 2 else 0, dtype=np.int64) for s, p in zip(starts, pieces)]  # type: ignore[misc]
+def _read(tier: int, pieces: Sequence[tuple[int, int, int]], res: int) -> TierRead:
+    """Bucket starts of [start, end) at `res`, each tagged with its piece's output slot."""
+    starts = [np.arange(start, end, res, dtype=np.int64) for start, end, _ in pieces]
+    slots = [np.full(len(s), slot, dtype=np.int64) for s, (_, _, slot) in zip(starts, pieces)]
     return TierRead(tier, np.concatenate(starts), np.concatenate(slots))
 
 
@@ -118,12 +119,17 @@ def plan_trailing(window_s: int, now: float, tiers: Sequence[Tier]) -> Plan:
         index += 1  # the start is older than this grid's tier keeps; answer it a tier coarser
     pieces: dict[int, list[tuple[int, int]]] = {}
     _cut(start, end, len(tiers) - 1, now, tiers, pieces)
-    reads = tuple(_read(i, sorted(spans), tiers[i].resolution_s) for i, spans in sorted(pieces.items()))
+    reads = tuple(
+        _read(i, [(a, b, 0) for a, b in sorted(spans)], tiers[i].resolution_s)
+        for i, spans in sorted(pieces.items())
+    )
     finest = min((tiers[i].resolution_s for i in pieces), default=grid)
     return Plan((float(start),), window_s, reads, finest)
 
 
-def _cut(start: int, end: int, index: int, now: float, tiers: Sequence[Tier], out: dict[int, list[tuple[int, int]]]) -> None:
+def _cut(
+    start: int, end: int, index: int, now: float, tiers: Sequence[Tier], out: dict[int, list[tuple[int, int]]]
+) -> None:
     """Cover [start, end) with aligned buckets, coarsest tier first, finer tiers at the edges."""
     if start >= end or index < 0:
         return

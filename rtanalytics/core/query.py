@@ -18,7 +18,15 @@ _NAME_RE = re.compile(NAME_PATTERN)
 _TAG_KEY_RE = re.compile(TAG_KEY_PATTERN)
 FILTER_OPERATORS = ("eq", "ne", "in", "not_in", "prefix", "regex")
 QUERY_FIELDS = (
-    "metrics", "aggregation", "percentiles", "window", "start_time", "end_time", "group_by", "filters", "limit",
+    "metrics",
+    "aggregation",
+    "percentiles",
+    "window",
+    "start_time",
+    "end_time",
+    "group_by",
+    "filters",
+    "limit",
 )
 MAX_METRICS = 100
 MAX_REGEX_CHARS = 1_000
@@ -47,7 +55,7 @@ class TagFilter:
         if actual is None:
             return False
         if op == "prefix":
-            return actual.startswith(self.value)  # type: ignore[arg-type]
+            return actual.startswith(self.value)
         assert self.pattern is not None
         return self.pattern.fullmatch(actual) is not None
 
@@ -103,14 +111,18 @@ def _parse_filter(key: str, spec: Any, problems: list[Problem]) -> list[TagFilte
     out = []
     for op, operand in spec.items():
         if op not in FILTER_OPERATORS:
-            problems.append(Problem(f"{field}.{op}", f"unknown operator; use one of {', '.join(FILTER_OPERATORS)}"))
+            problems.append(
+                Problem(f"{field}.{op}", f"unknown operator; use one of {', '.join(FILTER_OPERATORS)}")
+            )
         elif op in ("in", "not_in"):
             out.append(TagFilter(tag, op, _string_list(operand, f"{field}.{op}", problems)))
         elif not isinstance(operand, str):
             problems.append(Problem(f"{field}.{op}", "must be a string"))
         elif op == "regex":
             if len(operand) > MAX_REGEX_CHARS:
-                problems.append(Problem(f"{field}.regex", f"is {len(operand)} characters, at most {MAX_REGEX_CHARS}"))
+                problems.append(
+                    Problem(f"{field}.regex", f"is {len(operand)} characters, at most {MAX_REGEX_CHARS}")
+                )
                 continue
             try:
                 out.append(TagFilter(tag, op, operand, re.compile(operand)))
@@ -156,7 +168,9 @@ def parse_query(body: Any, *, prefix: str = "") -> Query:
             or not raw
             or not all(type(p) in (int, float) and 0 < p <= 100 and math.isfinite(p) for p in raw)
         ):
-            problems.append(Problem(f"{prefix}percentiles", "must be a non-empty list of numbers in (0, 100]"))
+            problems.append(
+                Problem(f"{prefix}percentiles", "must be a non-empty list of numbers in (0, 100]")
+            )
         else:
             percentiles = tuple(float(p) for p in raw)
     window_ms = None
@@ -164,7 +178,11 @@ def parse_query(body: Any, *, prefix: str = "") -> Query:
         try:
             window_ms = parse_duration(body["window"])
             if window_ms % 1000:
-                problems.append(Problem(f"{prefix}window", "must be a whole number of seconds (the finest resolution is 1s)"))
+                problems.append(
+                    Problem(
+                        f"{prefix}window", "must be a whole number of seconds (the finest resolution is 1s)"
+                    )
+                )
         except ValueError as exc:
             problems.append(Problem(f"{prefix}window", str(exc)))
     start = end = None
@@ -198,7 +216,7 @@ def parse_query(body: Any, *, prefix: str = "") -> Query:
     raw_filters = body.get("filters")
     if raw_filters is not None:
         if not isinstance(raw_filters, dict):
-            problems.append(Problem(f"{prefix}filters", "must be an object like {\"tags.endpoint\": \"/x\"}"))
+            problems.append(Problem(f"{prefix}filters", 'must be an object like {"tags.endpoint": "/x"}'))
         else:
             for key, spec in raw_filters.items():
                 filters.extend(_parse_filter(key, spec, problems))

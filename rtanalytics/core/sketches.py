@@ -153,7 +153,9 @@ class DistinctSketch:
     __slots__ = ("_hll",)
 
     def __init__(self, hll: datasketches.hll_sketch | None = None) -> None:
-        self._hll = hll if hll is not None else datasketches.hll_sketch(HLL_LG_K, datasketches.tgt_hll_type.HLL_8)
+        self._hll = (
+            hll if hll is not None else datasketches.hll_sketch(HLL_LG_K, datasketches.tgt_hll_type.HLL_8)
+        )
 
     def add(self, identity: str) -> None:
         """Count one thing, named by its canonical text."""
@@ -180,7 +182,7 @@ class DistinctSketch:
 
     def to_bytes(self) -> bytes:
         """Version byte, then DataSketches' own compact HLL image (itself versioned)."""
-        return bytes([_FORMAT_VERSION]) + self._hll.serialize_compact()
+        return bytes([_FORMAT_VERSION]) + bytes(self._hll.serialize_compact())
 
     @classmethod
     def from_bytes(cls, data: bytes) -> DistinctSketch:

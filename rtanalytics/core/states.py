@@ -37,7 +37,16 @@ HAS_SKETCH = {StateKind.QUANTILE, StateKind.DISTINCT}
 PERCENTILE_NAMES = {"p50": 50.0, "p90": 90.0, "p95": 95.0, "p99": 99.0, "p999": 99.9}
 DEFAULT_PERCENTILES = (50.0, 95.0, 99.0)
 AGGREGATIONS = (
-    "count", "sum", "avg", "average", "min", "max", "last", "rate", "unique", "percentile",
+    "count",
+    "sum",
+    "avg",
+    "average",
+    "min",
+    "max",
+    "last",
+    "rate",
+    "unique",
+    "percentile",
     *PERCENTILE_NAMES,
 )
 _NEEDS: dict[str, set[StateKind]] = {
@@ -164,7 +173,7 @@ class Partials:
 
     @property
     def shape(self) -> tuple[int, int]:
-        return self.fields["count"].shape  # type: ignore[return-value]
+        return self.fields["count"].shape
 
     def merge(self, other: Partials) -> None:
         """Fold another grid of the same shape into this one."""
@@ -181,7 +190,7 @@ class Partials:
         if self.sketches is not None and other.sketches is not None:
             for idx, sketch in np.ndenumerate(other.sketches):
                 if sketch is not None:
-                    mine = self.sketches[idx]
+                    mine: Any = self.sketches[idx]
                     if mine is None:
                         self.sketches[idx] = sketch.copy()
                     else:
@@ -189,7 +198,7 @@ class Partials:
 
     def present(self) -> np.ndarray:
         """Cells that hold at least one point."""
-        return self.fields["count"] > 0  # type: ignore[no-any-return]
+        return self.fields["count"] > 0
 
     def values(self, aggregation: str, window_s: float, percentiles: Sequence[float]) -> np.ndarray:
         """The aggregation's value in every cell (object array; absent cells are None)."""

@@ -37,8 +37,17 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--backend", choices=BACKENDS, help="storage backend (default memory; RTA_BACKEND)")
     serve.add_argument("--log-level", help="DEBUG, INFO, WARNING, ERROR (LOG_LEVEL)")
     serve.add_argument("--log-json", action="store_true", help="one JSON object per log line (RTA_LOG_JSON)")
-    for flag in ("ignite_host", "ignite_port", "pulsar_url", "cassandra_hosts", "cache_ttl",
-                 "max_query_size", "max_series", "api_keys", "event_topics"):
+    for flag in (
+        "ignite_host",
+        "ignite_port",
+        "pulsar_url",
+        "cassandra_hosts",
+        "cache_ttl",
+        "max_query_size",
+        "max_series",
+        "api_keys",
+        "event_topics",
+    ):
         serve.add_argument("--" + flag.replace("_", "-"), help=f"see {FLAGS[flag]}")
     return top
 

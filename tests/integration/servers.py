@@ -18,7 +18,7 @@ import attrs
 ROOT = Path(__file__).resolve().parents[2]
 LAUNCHER = ROOT / "scripts" / "devservices"
 HOW = (
-    "start it with `eval \"$(scripts/devservices up {name})\"` (needs Java 17 and Maven), "
+    'start it with `eval "$(scripts/devservices up {name})"` (needs Java 17 and Maven), '
     "or point {vars} at a running server"
 )
 
@@ -40,17 +40,21 @@ def _from_launcher(name: str) -> Endpoint | None:
         return None
     status = subprocess.run([str(LAUNCHER), "status", name], capture_output=True, text=True, check=False)
     was_running = "running" in status.stdout
-    done = subprocess.run([str(LAUNCHER), "up", name], capture_output=True, text=True, check=False, timeout=600)
+    done = subprocess.run(
+        [str(LAUNCHER), "up", name], capture_output=True, text=True, check=False, timeout=600
+    )
     if done.returncode != 0:
         raise RuntimeError(f"scripts/devservices up {name} failed:\n{done.stderr[-3000:]}")
     env = {}
     for line in done.stdout.splitlines():
         if line.startswith("export "):
-            key, _, value = line[len("export "):].partition("=")
+            key, _, value = line[len("export ") :].partition("=")
             env[key] = value
     if was_running:
         return Endpoint(env)
-    return Endpoint(env, stop=lambda: subprocess.run([str(LAUNCHER), "down", name], check=False, capture_output=True))
+    return Endpoint(
+        env, stop=lambda: subprocess.run([str(LAUNCHER), "down", name], check=False, capture_output=True)
+    )
 
 
 def _docker_available() -> bool:
@@ -73,7 +77,10 @@ def _from_testcontainers(name: str) -> Endpoint | None:
         container = DockerContainer("apacheignite/ignite:2.17.0").with_exposed_ports(10800)
         container.start()
         wait_for_logs(container, "Topology snapshot", timeout=180)
-        env = {"IGNITE_HOST": container.get_container_host_ip(), "IGNITE_PORT": str(container.get_exposed_port(10800))}
+        env = {
+            "IGNITE_HOST": container.get_container_host_ip(),
+            "IGNITE_PORT": str(container.get_exposed_port(10800)),
+        }
     elif name == "pulsar":
         container = (
             DockerContainer("apachepulsar/pulsar:4.0.7")
@@ -91,7 +98,10 @@ def _from_testcontainers(name: str) -> Endpoint | None:
         container = DockerContainer("cassandra:5.0").with_exposed_ports(9042)
         container.start()
         wait_for_logs(container, "Starting listening for CQL clients", timeout=240)
-        env = {"CASSANDRA_HOSTS": container.get_container_host_ip(), "CASSANDRA_PORT": str(container.get_exposed_port(9042))}
+        env = {
+            "CASSANDRA_HOSTS": container.get_container_host_ip(),
+            "CASSANDRA_PORT": str(container.get_exposed_port(9042)),
+        }
     return Endpoint(env, stop=container.stop)
 
 
@@ -111,4 +121,6 @@ def find(name: str) -> Endpoint:
         endpoint = way(name)
         if endpoint is not None:
             return endpoint
-    raise RuntimeError(f"no {name} server for this integration test: " + HOW.format(name=name, vars="/".join(KEYS[name][:2])))
+    raise RuntimeError(
+        f"no {name} server for this integration test: " + HOW.format(name=name, vars="/".join(KEYS[name][:2]))
+    )

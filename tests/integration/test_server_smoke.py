@@ -34,7 +34,9 @@ def test_ignite_put_get_expiry_and_sql(ignite_server) -> None:
         client.sql(f"CREATE TABLE {table} (id INT PRIMARY KEY, metric VARCHAR, v DOUBLE)")
         try:
             for i in range(5):
-                client.sql(f"INSERT INTO {table} (id, metric, v) VALUES (?, ?, ?)", query_args=[i, "m", float(i)])
+                client.sql(
+                    f"INSERT INTO {table} (id, metric, v) VALUES (?, ?, ?)", query_args=[i, "m", float(i)]
+                )
             rows = list(client.sql(f"SELECT metric, SUM(v), COUNT(*) FROM {table} GROUP BY metric"))
             assert rows == [["m", 10.0, 5]]
         finally:
@@ -85,11 +87,18 @@ def test_cassandra_keyspace_prepared_insert_with_ttl_and_select(cassandra_server
         )
         try:
             session.set_keyspace(keyspace)
-            session.execute("CREATE TABLE buckets (metric text, start bigint, total double, PRIMARY KEY (metric, start))")
-            insert = session.prepare("INSERT INTO buckets (metric, start, total) VALUES (?, ?, ?) USING TTL ?")
+            session.execute(
+                "CREATE TABLE buckets (metric text, start bigint, total double, PRIMARY KEY (metric, start))"
+            )
+            insert = session.prepare(
+                "INSERT INTO buckets (metric, start, total) VALUES (?, ?, ?) USING TTL ?"
+            )
             session.execute(insert, ("api.requests.count", 60, 12.5, 3600))
             session.execute(insert, ("api.requests.count", 120, 7.5, 1))
-            row = session.execute("SELECT total, TTL(total) AS ttl FROM buckets WHERE metric=%s AND start=60", ("api.requests.count",)).one()
+            row = session.execute(
+                "SELECT total, TTL(total) AS ttl FROM buckets WHERE metric=%s AND start=60",
+                ("api.requests.count",),
+            ).one()
             assert row.total == 12.5 and 3500 < row.ttl <= 3600
             time.sleep(2)
             rows = list(session.execute("SELECT start FROM buckets WHERE metric=%s", ("api.requests.count",)))

@@ -21,7 +21,16 @@ from rtanalytics.core.states import PERCENTILE_NAMES, percentile_key
 from rtanalytics.core.windows import align, default_tiers
 
 NOW = 1_700_000_000.0 + 0.37
-TYPES = {"c": "count", "s": "sum", "a": "average", "lo": "min", "hi": "max", "p": "percentile", "r": "rate", "u": "unique"}
+TYPES = {
+    "c": "count",
+    "s": "sum",
+    "a": "average",
+    "lo": "min",
+    "hi": "max",
+    "p": "percentile",
+    "r": "rate",
+    "u": "unique",
+}
 AGGS = {
     "count": ["count", "sum", "avg", "rate"],
     "sum": ["count", "sum", "avg", "rate"],
@@ -41,12 +50,16 @@ def points(draw: Any) -> list[dict[str, Any]]:
     for _ in range(draw(st.integers(min_value=0, max_value=60))):
         short = draw(st.sampled_from(sorted(TYPES)))
         tags = {k: draw(st.sampled_from(v)) for k, v in TAG_VALUES.items() if draw(st.booleans())}
-        age = draw(st.one_of(st.floats(min_value=0, max_value=400), st.floats(min_value=0, max_value=3 * 3600)))
+        age = draw(
+            st.one_of(st.floats(min_value=0, max_value=400), st.floats(min_value=0, max_value=3 * 3600))
+        )
         if short == "u":
             value: Any = draw(st.sampled_from(["u1", "u2", "u3", "u4", 5, 6]))
         else:
             value = draw(st.integers(min_value=-50, max_value=500)) / 4
-        out.append({"name": f"m.{short}", "type": TYPES[short], "value": value, "tags": tags, "timestamp": NOW - age})
+        out.append(
+            {"name": f"m.{short}", "type": TYPES[short], "value": value, "tags": tags, "timestamp": NOW - age}
+        )
     return out
 
 
@@ -130,7 +143,9 @@ def brute_force(raw: list[dict[str, Any]], q: dict[str, Any]) -> dict[tuple, Any
         elif agg == "last":
             out[key] = max(pts)[1]
         elif agg == "unique":
-            out[key] = len({str(int(v)) if isinstance(v, float) and v.is_integer() else str(v) for v in values})
+            out[key] = len(
+                {str(int(v)) if isinstance(v, float) and v.is_integer() else str(v) for v in values}
+            )
         else:
             wanted = [PERCENTILE_NAMES[agg]] if agg in PERCENTILE_NAMES else [50.0, 95.0, 99.0]
             exact = {percentile_key(p): float(np.quantile(values, p / 100, method="lower")) for p in wanted}

@@ -35,7 +35,11 @@ def fields(raw: list) -> list[list[str]]:
         ({"name": "a", "type": "count", "tags": {"k": 1}}, "metrics[0].tags.k", "must be a string"),
         ({"name": "a", "type": "count", "tags": {"1k": "v"}}, "metrics[0].tags.1k", "tag key"),
         ({"name": "a", "type": "count", "tags": {"k": "v" * 257}}, "metrics[0].tags.k", "at most 256"),
-        ({"name": "a", "type": "count", "tags": {f"k{i}": "v" for i in range(33)}}, "metrics[0].tags", "at most 32"),
+        (
+            {"name": "a", "type": "count", "tags": {f"k{i}": "v" for i in range(33)}},
+            "metrics[0].tags",
+            "at most 32",
+        ),
         ({"name": "a", "type": "count", "tags": ["k"]}, "metrics[0].tags", "object"),
         ({"name": "a", "type": "count", "timestamp": NOW + 601}, "metrics[0].timestamp", "future"),
         ({"name": "a", "type": "count", "timestamp": "soon"}, "metrics[0].timestamp", "RFC 3339"),
@@ -78,7 +82,11 @@ def engine(clock: ManualClock) -> Engine:
 
 async def test_mixed_batch_keeps_the_good_points(engine: Engine) -> None:
     result = await engine.ingest(
-        [{"name": "ok", "type": "sum", "value": 2}, {"name": "ok", "type": "sum", "value": "x"}, {"name": "ok", "type": "sum", "value": 3}]
+        [
+            {"name": "ok", "type": "sum", "value": 2},
+            {"name": "ok", "type": "sum", "value": "x"},
+            {"name": "ok", "type": "sum", "value": 3},
+        ]
     )
     assert result.accepted == 2 and [r.index for r in result.rejected] == [1]
     answer = await engine.current("ok")
@@ -97,9 +105,13 @@ async def test_late_points_update_their_buckets_in_every_tier(engine: Engine) ->
     late = NOW - 2 * 3600 - 30  # older than the raw tier, inside the fine and coarse tiers
     result = await engine.ingest([{"name": "late", "type": "sum", "value": 7, "timestamp": late}])
     assert result.accepted == 1
-    answer = await engine.query({"metrics": ["late"], "window": "1m", "start_time": late - 600, "end_time": late + 600})
+    answer = await engine.query(
+        {"metrics": ["late"], "window": "1m", "start_time": late - 600, "end_time": late + 600}
+    )
     assert [(p.timestamp, p.value) for p in answer.results[0].points] == [(late - late % 60, 7.0)]
-    hourly = await engine.query({"metrics": ["late"], "window": "1h", "start_time": NOW - 86_400, "end_time": NOW})
+    hourly = await engine.query(
+        {"metrics": ["late"], "window": "1h", "start_time": NOW - 86_400, "end_time": NOW}
+    )
     assert sum(p.value for p in hourly.results[0].points) == 7.0
 
 
@@ -124,7 +136,9 @@ async def test_series_limit_refuses_new_series_and_keeps_old_ones(clock: ManualC
     more = await engine.ingest([{"name": "m", "type": "count", "tags": {"k": v}} for v in "abc"])
     assert more.accepted == 2 and "limit of 2 active series" in more.rejected[0].message
     assert (await engine.current("m")).results[0].value == 4
-    assert (await engine.ingest([{"name": "m", "type": "count", "tags": {"k": "c"}}], tenant="other")).accepted == 1
+    assert (
+        await engine.ingest([{"name": "m", "type": "count", "tags": {"k": "c"}}], tenant="other")
+    ).accepted == 1
 
 
 async def test_unsupported_aggregation_names_metric_and_type(engine: Engine) -> None:
@@ -136,9 +150,9 @@ async def test_unsupported_aggregation_names_metric_and_type(engine: Engine) -> 
 async def test_query_size_limit_names_both_numbers(clock: ManualClock) -> None:
     engine = Engine(Config(max_query_size=100), clock=clock)
     await engine.ingest([{"name": "m", "type": "count", "tags": {"k": str(i)}} for i in range(20)])
-    with pytest.raises(QueryTooLargeError, match="spans 1441 buckets .* MAX_QUERY_SIZE=100"):
+    with pytest.raises(QueryTooLargeError, match=r"spans 1441 buckets .* MAX_QUERY_SIZE=100"):
         await engine.query({"metrics": ["m"], "window": "1m", "start_time": NOW - 86_400, "end_time": NOW})
-    with pytest.raises(QueryTooLargeError, match="11 buckets x 20 groups = 220 .* MAX_QUERY_SIZE=100"):
+    with pytest.raises(QueryTooLargeError, match=r"11 buckets x 20 groups = 220 .* MAX_QUERY_SIZE=100"):
         await engine.query(
             {"metrics": ["m"], "window": "1m", "start_time": NOW - 599, "end_time": NOW, "group_by": ["k"]}
         )
@@ -151,7 +165,12 @@ async def test_limit_keeps_the_largest_groups(engine: Engine) -> None:
 
 
 async def test_a_series_without_the_group_tag_falls_in_the_null_group(engine: Engine) -> None:
-    await engine.ingest([{"name": "m", "type": "sum", "value": 1, "tags": {"k": "x"}}, {"name": "m", "type": "sum", "value": 2}])
+    await engine.ingest(
+        [
+            {"name": "m", "type": "sum", "value": 1, "tags": {"k": "x"}},
+            {"name": "m", "type": "sum", "value": 2},
+        ]
+    )
     answer = await engine.query({"metrics": ["m"], "group_by": ["k"]})
     assert {(r.group["k"], r.value) for r in answer.results} == {("x", 1.0), (None, 2.0)}
 

@@ -1,5 +1,6 @@
 """The planner covers each output bucket exactly once, and trailing edges stay within bounds."""
 
+import itertools
 import math
 
 import numpy as np
@@ -26,7 +27,7 @@ def coverage(plan, slot):  # -> sorted list of (start, end) intervals read for a
 
 
 def contiguous(spans) -> bool:
-    return all(a[1] == b[0] for a, b in zip(spans, spans[1:]))
+    return all(a[1] == b[0] for a, b in itertools.pairwise(spans))
 
 
 @given(NOW, st.sampled_from([1, 5, 60, 300, 3600, 86_400]), st.integers(min_value=1, max_value=40))

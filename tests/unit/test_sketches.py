@@ -55,7 +55,9 @@ def test_agrees_with_the_reference_ddsketch() -> None:
     for x in xs:
         reference.add(float(x))
     for q in QUANTILES:
-        assert abs(ours.quantile(q) - reference.get_quantile_value(q)) <= 1e-9 * reference.get_quantile_value(q)
+        assert abs(ours.quantile(q) - reference.get_quantile_value(q)) <= 1e-9 * reference.get_quantile_value(
+            q
+        )
 
 
 @given(values)

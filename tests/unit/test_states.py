@@ -18,7 +18,14 @@ kinds = st.sampled_from([StateKind.SUM, StateKind.FULL, StateKind.QUANTILE])
 
 
 def same(a: BucketState, b: BucketState) -> bool:
-    plain = (a.count, a.sum, a.min, a.max, a.last, a.last_ts) == (b.count, b.sum, b.min, b.max, b.last, b.last_ts)
+    plain = (a.count, a.sum, a.min, a.max, a.last, a.last_ts) == (
+        b.count,
+        b.sum,
+        b.min,
+        b.max,
+        b.last,
+        b.last_ts,
+    )
     return plain and a.sketch == b.sketch
 
 

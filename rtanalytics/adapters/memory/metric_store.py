@@ -274,5 +274,3 @@ class MemoryMetricStore:
                     if ring.sketches is not None:
                         total += ring.sketches.nbytes
         return total
-
-

@@ -35,7 +35,7 @@ def create_app(services: App, name: str | None = None) -> Sanic:  # type: ignore
 
     @app.after_server_start
     async def start_housekeeping(app: Sanic) -> None:  # type: ignore[type-arg]
-        app.add_task(_housekeeping, name="housekeeping")
+        app.add_task(_housekeeping, name="housekeeping")  # type: ignore[arg-type]  # Sanic passes the app
 
     @app.before_server_stop
     async def stop_housekeeping(app: Sanic) -> None:  # type: ignore[type-arg]
@@ -50,7 +50,7 @@ def create_app(services: App, name: str | None = None) -> Sanic:  # type: ignore
         request.ctx.request_id = request.headers.get("x-request-id") or uuid.uuid4().hex[:16]
         request.ctx.started = time.perf_counter()
 
-    @app.on_response
+    @app.on_response  # type: ignore[untyped-decorator]
     async def log_access(request: Request, response: HTTPResponse) -> None:
         request_id = getattr(request.ctx, "request_id", "-")
         response.headers["x-request-id"] = request_id

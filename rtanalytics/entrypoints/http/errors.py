@@ -58,7 +58,9 @@ def handle(request: Request, exc: Exception) -> HTTPResponse:
         return error_response(status_of(exc), exc.code, exc.message, details)
     if isinstance(exc, SanicException):
         status = exc.status_code
-        code = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}.get(status, "http_error")
+        code = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}.get(
+            status, "http_error"
+        )
         message = str(exc) or code
         if status == 413:
             limit = request.app.config.REQUEST_MAX_SIZE

@@ -31,10 +31,18 @@ _ERROR = {
 
 
 def _errors(*codes: int) -> dict[str, Any]:
-    text = {400: "Invalid input", 401: "No or unknown API key", 403: "Key of another tenant",
-            404: "Not found", 413: "Too large"}
+    text = {
+        400: "Invalid input",
+        401: "No or unknown API key",
+        403: "Key of another tenant",
+        404: "Not found",
+        413: "Too large",
+    }
     return {
-        str(c): {"description": text[c], "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+        str(c): {
+            "description": text[c],
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+        }
         for c in codes
     }
 
@@ -47,7 +55,10 @@ def document() -> dict[str, Any]:
         "properties": {
             "metrics": {"type": "array", "items": {"type": "string", "pattern": NAME_PATTERN}, "minItems": 1},
             "aggregation": {"type": "string", "enum": list(AGGREGATIONS)},
-            "percentiles": {"type": "array", "items": {"type": "number", "exclusiveMinimum": 0, "maximum": 100}},
+            "percentiles": {
+                "type": "array",
+                "items": {"type": "number", "exclusiveMinimum": 0, "maximum": 100},
+            },
             "window": {"type": "string", "pattern": "^[0-9]+(ms|s|m|h|d)$"},
             "start_time": {"oneOf": [{"type": "string", "format": "date-time"}, {"type": "number"}]},
             "end_time": {"oneOf": [{"type": "string", "format": "date-time"}, {"type": "number"}]},
@@ -67,7 +78,11 @@ def document() -> dict[str, Any]:
             "name": {"type": "string", "pattern": NAME_PATTERN},
             "type": {"type": "string", "enum": [t.value for t in MetricType]},
             "value": {"oneOf": [{"type": "number"}, {"type": "string"}]},
-            "tags": {"type": "object", "additionalProperties": {"type": "string", "maxLength": 256}, "maxProperties": MAX_TAGS},
+            "tags": {
+                "type": "object",
+                "additionalProperties": {"type": "string", "maxLength": 256},
+                "maxProperties": MAX_TAGS,
+            },
             "timestamp": {"oneOf": [{"type": "string", "format": "date-time"}, {"type": "number"}]},
             "window": {"type": "string", "pattern": "^[0-9]+(ms|s|m|h|d)$"},
         },
@@ -76,12 +91,21 @@ def document() -> dict[str, Any]:
         "type": "object",
         "properties": {
             "results": {"type": "array", "items": {"type": "object"}},
-            "meta": {"type": "object", "properties": {
-                "resolution": {"type": "string"}, "series": {"type": "integer"},
-                "points": {"type": "integer"}, "took_ms": {"type": "number"}}},
+            "meta": {
+                "type": "object",
+                "properties": {
+                    "resolution": {"type": "string"},
+                    "series": {"type": "integer"},
+                    "points": {"type": "integer"},
+                    "took_ms": {"type": "number"},
+                },
+            },
         },
     }
-    json_of = lambda ref: {"application/json": {"schema": {"$ref": f"#/components/schemas/{ref}"}}}  # noqa: E731
+
+    def json_of(ref: str) -> dict[str, Any]:
+        return {"application/json": {"schema": {"$ref": f"#/components/schemas/{ref}"}}}
+
     tenant = {"name": "tenant_id", "in": "query", "required": False, "schema": {"type": "string"}}
     return {
         "openapi": "3.1.0",
@@ -91,11 +115,30 @@ def document() -> dict[str, Any]:
                 "post": {
                     "summary": "Ingest metric points (up to 10,000 points and 10 MiB)",
                     "parameters": [tenant],
-                    "requestBody": {"required": True, "content": {"application/json": {"schema": {
-                        "type": "object", "required": ["metrics"],
-                        "properties": {"metrics": {"type": "array", "items": {"$ref": "#/components/schemas/Point"}}}}}}},
-                    "responses": {"202": {"description": "Accepted (some points may be rejected)",
-                                          "content": json_of("IngestResult")}, **_errors(400, 401, 403, 413)},
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "required": ["metrics"],
+                                    "properties": {
+                                        "metrics": {
+                                            "type": "array",
+                                            "items": {"$ref": "#/components/schemas/Point"},
+                                        }
+                                    },
+                                }
+                            }
+                        },
+                    },
+                    "responses": {
+                        "202": {
+                            "description": "Accepted (some points may be rejected)",
+                            "content": json_of("IngestResult"),
+                        },
+                        **_errors(400, 401, 403, 413),
+                    },
                 }
             },
             "/api/v1/metrics/{name}/current": {
@@ -104,11 +147,23 @@ def document() -> dict[str, Any]:
                     "parameters": [
                         {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}},
                         {"name": "window", "in": "query", "schema": {"type": "string"}},
-                        {"name": "aggregation", "in": "query", "schema": {"type": "string", "enum": list(AGGREGATIONS)}},
-                        {"name": "group_by", "in": "query", "schema": {"type": "string"}, "description": "comma-separated tag keys"},
+                        {
+                            "name": "aggregation",
+                            "in": "query",
+                            "schema": {"type": "string", "enum": list(AGGREGATIONS)},
+                        },
+                        {
+                            "name": "group_by",
+                            "in": "query",
+                            "schema": {"type": "string"},
+                            "description": "comma-separated tag keys",
+                        },
                         tenant,
                     ],
-                    "responses": {"200": {"description": "Value", "content": json_of("QueryResult")}, **_errors(400, 404)},
+                    "responses": {
+                        "200": {"description": "Value", "content": json_of("QueryResult")},
+                        **_errors(400, 404),
+                    },
                 }
             },
             "/api/v1/query": {
@@ -116,23 +171,46 @@ def document() -> dict[str, Any]:
                     "summary": "Windowed aggregations sliced by tags",
                     "parameters": [tenant],
                     "requestBody": {"required": True, "content": json_of("Query")},
-                    "responses": {"200": {"description": "Results", "content": json_of("QueryResult")}, **_errors(400)},
+                    "responses": {
+                        "200": {"description": "Results", "content": json_of("QueryResult")},
+                        **_errors(400),
+                    },
                 }
             },
             "/health": {"get": {"summary": "Liveness", "responses": {"200": {"description": "Serving"}}}},
-            "/api/v1/health": {"get": {"summary": "Backends and sizes", "responses": {"200": {"description": "Ready"}}}},
+            "/api/v1/health": {
+                "get": {"summary": "Backends and sizes", "responses": {"200": {"description": "Ready"}}}
+            },
         },
         "components": {
             "schemas": {
                 "Point": point_schema,
                 "Query": query_schema,
                 "QueryResult": result_schema,
-                "IngestResult": {"type": "object", "properties": {
-                    "accepted": {"type": "integer"},
-                    "rejected": {"type": "array", "items": {"type": "object", "properties": {
-                        "index": {"type": "integer"}, "error": {"type": "string"},
-                        "details": {"type": "array", "items": {"$ref": "#/components/schemas/Problem"}}}}}}},
-                "Problem": {"type": "object", "properties": {"field": {"type": "string"}, "message": {"type": "string"}}},
+                "IngestResult": {
+                    "type": "object",
+                    "properties": {
+                        "accepted": {"type": "integer"},
+                        "rejected": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "properties": {
+                                    "index": {"type": "integer"},
+                                    "error": {"type": "string"},
+                                    "details": {
+                                        "type": "array",
+                                        "items": {"$ref": "#/components/schemas/Problem"},
+                                    },
+                                },
+                            },
+                        },
+                    },
+                },
+                "Problem": {
+                    "type": "object",
+                    "properties": {"field": {"type": "string"}, "message": {"type": "string"}},
+                },
                 "Error": _ERROR,
             }
         },

@@ -16,7 +16,13 @@ async def send(app, path, body=None, raw=None, method="post"):
 
 @pytest.mark.parametrize(
     ("raw", "field"),
-    [(b"not json", "body"), (b"", "body"), (b"[1,2]", "metrics"), (b'{"metrics": 3}', "metrics"), (b'{"metrics": []}', "metrics")],
+    [
+        (b"not json", "body"),
+        (b"", "body"),
+        (b"[1,2]", "metrics"),
+        (b'{"metrics": 3}', "metrics"),
+        (b'{"metrics": []}', "metrics"),
+    ],
 )
 async def test_ingest_body_shape(app, raw: bytes, field: str) -> None:
     response = await send(app, "/api/v1/metrics", raw=raw)
@@ -28,27 +34,44 @@ async def test_ingest_body_shape(app, raw: bytes, field: str) -> None:
 async def test_nan_and_infinity_literals_are_rejected(app) -> None:
     response = await send(app, "/api/v1/metrics", raw=b'{"metrics":[{"name":"a","type":"sum","value":NaN}]}')
     assert response.status == 400 and response.json["error"]["details"][0]["field"] == "body"
-    response = await send(app, "/api/v1/metrics", raw=b'{"metrics":[{"name":"a","type":"sum","value":1e999}]}')
+    response = await send(
+        app, "/api/v1/metrics", raw=b'{"metrics":[{"name":"a","type":"sum","value":1e999}]}'
+    )
     assert response.status == 400 and response.json["error"]["details"][0]["field"] == "body"
-    response = await send(app, "/api/v1/metrics", raw=b'{"metrics":[{"name":"a","type":"sum","value":"Infinity"}]}')
+    response = await send(
+        app, "/api/v1/metrics", raw=b'{"metrics":[{"name":"a","type":"sum","value":"Infinity"}]}'
+    )
     assert response.status == 400
     assert response.json["rejected"][0]["details"][0]["field"] == "metrics[0].value"
 
 
 async def test_no_valid_point_is_400_with_the_same_body(app) -> None:
-    response = await send(app, "/api/v1/metrics", {"metrics": [{"name": "bad name", "type": "count"}, {"name": "a", "type": "x"}]})
+    response = await send(
+        app,
+        "/api/v1/metrics",
+        {"metrics": [{"name": "bad name", "type": "count"}, {"name": "a", "type": "x"}]},
+    )
     assert response.status == 400
     assert response.json["accepted"] == 0
     assert [r["index"] for r in response.json["rejected"]] == [0, 1]
-    assert response.json["rejected"][1]["details"][0] == {"field": "metrics[1].type", "message": "must be one of count, sum, average, min, max, percentile, rate, unique"}
+    assert response.json["rejected"][1]["details"][0] == {
+        "field": "metrics[1].type",
+        "message": "must be one of count, sum, average, min, max, percentile, rate, unique",
+    }
 
 
 async def test_mixed_points_accept_the_good_ones(app) -> None:
-    response = await send(app, "/api/v1/metrics", {"metrics": [
-        {"name": "a", "type": "count"},
-        {"name": "a", "type": "count", "timestamp": 4_000_000_000},
-        {"name": "a", "type": "count", "tags": {f"k{i}": "v" for i in range(40)}},
-    ]})
+    response = await send(
+        app,
+        "/api/v1/metrics",
+        {
+            "metrics": [
+                {"name": "a", "type": "count"},
+                {"name": "a", "type": "count", "timestamp": 4_000_000_000},
+                {"name": "a", "type": "count", "tags": {f"k{i}": "v" for i in range(40)}},
+            ]
+        },
+    )
     assert response.status == 202 and response.json["accepted"] == 1
     fields = [r["details"][0]["field"] for r in response.json["rejected"]]
     assert fields == ["metrics[1].timestamp", "metrics[2].tags"]
@@ -72,10 +95,22 @@ async def test_too_many_points_is_413(app) -> None:
         ({"metrics": ["a"], "aggregation": "median"}, "aggregation", "one of"),
         ({"metrics": ["a"], "filters": {"tags.k": {"like": "x"}}}, "filters.tags.k.like", "unknown operator"),
         ({"metrics": ["a"], "filters": {"endpoint": "x"}}, "filters.endpoint", "tags."),
-        ({"metrics": ["a"], "filters": {"tags.k": {"regex": "("}}}, "filters.tags.k.regex", "regular expression"),
+        (
+            {"metrics": ["a"], "filters": {"tags.k": {"regex": "("}}},
+            "filters.tags.k.regex",
+            "regular expression",
+        ),
         ({"metrics": ["a"], "window": "5x"}, "window", "duration"),
-        ({"metrics": ["a"], "window": "1h", "start_time": 1_704_100_000, "end_time": 1_704_101_000}, "window", "larger than the range"),
-        ({"metrics": ["a"], "start_time": 1_704_100_000, "end_time": 1_704_000_000}, "end_time", "after start_time"),
+        (
+            {"metrics": ["a"], "window": "1h", "start_time": 1_704_100_000, "end_time": 1_704_101_000},
+            "window",
+            "larger than the range",
+        ),
+        (
+            {"metrics": ["a"], "start_time": 1_704_100_000, "end_time": 1_704_000_000},
+            "end_time",
+            "after start_time",
+        ),
         ({"metrics": ["a"], "end_time": 1_704_000_000}, "start_time", "required"),
         ({"metrics": ["a"], "limit": 0}, "limit", "positive"),
         ({"metrics": ["a"], "group_by": "endpoint"}, "group_by", "list"),
@@ -92,10 +127,17 @@ async def test_bad_queries_name_the_field(app, query: dict, field: str, words: s
 
 async def test_query_over_max_query_size(make_app) -> None:
     app = make_app(max_query_size=50)
-    response = await send(app, "/api/v1/query", {"metrics": ["a"], "window": "1m", "start_time": 1_704_000_000, "end_time": 1_704_100_000})
+    response = await send(
+        app,
+        "/api/v1/query",
+        {"metrics": ["a"], "window": "1m", "start_time": 1_704_000_000, "end_time": 1_704_100_000},
+    )
     assert response.status == 400
     assert response.json["error"]["code"] == "query_too_large"
-    assert "1667 buckets" in response.json["error"]["message"] and "MAX_QUERY_SIZE=50" in response.json["error"]["message"]
+    assert (
+        "1667 buckets" in response.json["error"]["message"]
+        and "MAX_QUERY_SIZE=50" in response.json["error"]["message"]
+    )
 
 
 async def test_unknown_metric_current_is_404(app) -> None:
@@ -127,7 +169,9 @@ async def test_api_keys_decide_the_tenant(make_app) -> None:
     assert bad.status == 401
     _, ok = await app.asgi_client.post("/api/v1/metrics", json=point, headers={"Authorization": "Bearer k1"})
     assert ok.status == 202
-    _, mismatch = await app.asgi_client.post("/api/v1/metrics?tenant_id=beta", json=point, headers={"X-API-Key": "k1"})
+    _, mismatch = await app.asgi_client.post(
+        "/api/v1/metrics?tenant_id=beta", json=point, headers={"X-API-Key": "k1"}
+    )
     assert mismatch.status == 403
     _, other = await app.asgi_client.get("/api/v1/metrics/a/current", headers={"X-API-Key": "k2"})
     assert other.status == 404
