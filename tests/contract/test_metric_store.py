@@ -1,0 +1,126 @@
+"""What every MetricStore must do, checked through the port only."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from rtanalytics.core.metrics import MetricInfo, MetricType, PointBatch, StateKind
+from rtanalytics.core.planner import plan_range, plan_trailing
+from rtanalytics.core.windows import default_tiers
+
+NOW = 1_700_000_000.0
+TIERS = default_tiers()
+
+
+def batch(*points: tuple[str, MetricType, dict[str, str], float, object]) -> PointBatch:
+    out = PointBatch()
+    for i, (name, mtype, tags, ts, value) in enumerate(points):
+        out.index.append(i)
+        out.names.append(name)
+        out.types.append(mtype)
+        out.tags.append(tuple(sorted(tags.items())))
+        out.timestamps.append(ts)
+        out.values.append(value)
+    return out
+
+
+async def test_first_type_claimed_wins_and_windows_update(store) -> None:
+    first = await store.claim("t", [MetricInfo("m", MetricType.COUNT)])
+    assert first["m"].type is MetricType.COUNT
+    again = await store.claim("t", [MetricInfo("m", MetricType.SUM)])
+    assert again["m"].type is MetricType.COUNT
+    windowed = await store.claim("t", [MetricInfo("m", MetricType.COUNT, 300_000)])
+    assert windowed["m"].window_ms == 300_000
+    assert (await store.metrics("t"))["m"].window_ms == 300_000
+    assert await store.metrics("other") == {}
+
+
+async def write(store, tenant: str, points: PointBatch, limit: int = 1_000) -> list[int]:
+    infos = {MetricInfo(n, t) for n, t in zip(points.names, points.types)}
+    await store.claim(tenant, sorted(infos, key=lambda i: i.name))
+    return await store.write(tenant, points, NOW, limit)
+
+
+async def test_written_points_aggregate_per_group_and_slot(store) -> None:
+    await write(
+        store,
+        "t",
+        batch(
+            ("lat", MetricType.AVERAGE, {"ep": "/a"}, NOW - 10, 1.0),
+            ("lat", MetricType.AVERAGE, {"ep": "/a"}, NOW - 5, 3.0),
+            ("lat", MetricType.AVERAGE, {"ep": "/b"}, NOW - 5, 10.0),
+            ("lat", MetricType.AVERAGE, {"ep": "/b"}, NOW - 200, 20.0),
+        ),
+    )
+    series = await store.series("t", "lat")
+    assert sorted(series.tags) == [(("ep", "/a"),), (("ep", "/b"),)]
+    groups = np.array([0 if tags == (("ep", "/a"),) else 1 for tags in series.tags])
+    plan = plan_trailing(60, NOW, TIERS)
+    grid = await store.aggregate("t", "lat", StateKind.FULL, series.ids, groups, 2, plan)
+    f = grid.fields
+    assert f["count"][:, 0].tolist() == [2.0, 1.0]
+    assert f["sum"][:, 0].tolist() == [4.0, 10.0]
+    assert f["min"][:, 0].tolist() == [1.0, 10.0] and f["max"][:, 0].tolist() == [3.0, 10.0]
+    assert f["last"][:, 0].tolist() == [3.0, 10.0]
+    hourly = plan_range(NOW - 3600, NOW, 60, NOW, TIERS)
+    whole = await store.aggregate("t", "lat", StateKind.FULL, series.ids, np.zeros(2, dtype=np.int64), 1, hourly)
+    assert whole.fields["count"].sum() == 4 and whole.fields["sum"].sum() == 34.0
+
+
+async def test_late_points_land_in_coarser_tiers_only(store) -> None:
+    late = NOW - 2 * 3600
+    await write(store, "t", batch(("s", MetricType.SUM, {}, late, 5.0)))
+    series = await store.series("t", "s")
+    fine = plan_range(late - 60, late + 60, 60, NOW, TIERS)
+    grid = await store.aggregate("t", "s", StateKind.SUM, series.ids, np.zeros(1, dtype=np.int64), 1, fine)
+    assert grid.fields["sum"].sum() == 5.0
+    assert fine.resolution_s == 60
+
+
+async def test_sketch_kinds(store) -> None:
+    await write(
+        store,
+        "t",
+        batch(
+            *[("p", MetricType.PERCENTILE, {}, NOW - 1, float(v)) for v in range(1, 101)],
+            *[("u", MetricType.UNIQUE, {}, NOW - 1, f"user{v % 7}") for v in range(50)],
+        ),
+    )
+    plan = plan_trailing(60, NOW, TIERS)
+    p = await store.series("t", "p")
+    grid = await store.aggregate("t", "p", StateKind.QUANTILE, p.ids, np.zeros(1, dtype=np.int64), 1, plan)
+    assert abs(grid.sketches[0, 0].quantile(0.5) - 50) <= 0.5
+    u = await store.series("t", "u")
+    grid = await store.aggregate("t", "u", StateKind.DISTINCT, u.ids, np.zeros(1, dtype=np.int64), 1, plan)
+    assert round(grid.sketches[0, 0].estimate()) == 7 and grid.fields["count"][0, 0] == 50
+
+
+async def test_series_limit_refuses_only_new_series(store) -> None:
+    refused = await write(store, "t", batch(("c", MetricType.COUNT, {"k": "a"}, NOW, 1.0)), limit=1)
+    assert refused == []
+    refused = await write(
+        store, "t", batch(("c", MetricType.COUNT, {"k": "a"}, NOW, 1.0), ("c", MetricType.COUNT, {"k": "b"}, NOW, 1.0)), limit=1
+    )
+    assert refused == [1]
+    assert len((await store.series("t", "c")).ids) == 1
+
+
+async def test_tenants_are_isolated(store) -> None:
+    await write(store, "a", batch(("m", MetricType.COUNT, {}, NOW, 1.0)))
+    assert len((await store.series("b", "m")).ids) == 0
+    assert (await store.stats()).series_by_tenant.get("b", 0) == 0
+
+
+async def test_eviction_forgets_series_past_every_retention(store) -> None:
+    await write(store, "t", batch(("m", MetricType.COUNT, {}, NOW, 1.0)))
+    assert await store.evict(NOW + 3600) == 0
+    assert await store.evict(NOW + 31 * 86_400) == 1
+    assert len((await store.series("t", "m")).ids) == 0
+
+
+async def test_reading_nothing_is_empty(store) -> None:
+    plan = plan_trailing(60, NOW, TIERS)
+    grid = await store.aggregate("t", "none", StateKind.SUM, np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), 1, plan)
+    assert grid.fields["count"][0, 0] == 0 and math.isinf(grid.fields.get("min", np.array([[math.inf]]))[0, 0])
