@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from datetime import UTC, datetime
@@ -23,6 +24,7 @@ def parse_duration(text: object) -> int:
     return ms
 
 
+@functools.lru_cache(maxsize=256)
 def format_duration(ms: int) -> str:
     """The shortest exact spelling of a duration: 300000 -> '5m'."""
     for unit in ("d", "h", "m", "s"):

@@ -21,6 +21,7 @@ from rtanalytics.core.errors import (
     ValidationError,
 )
 from rtanalytics.core.metrics import (
+    DEFAULT_WINDOW_MS,
     KIND_OF_TYPE,
     MetricInfo,
     MetricType,
@@ -31,7 +32,14 @@ from rtanalytics.core.metrics import (
 from rtanalytics.core.planner import Plan, plan_range, plan_trailing, range_buckets
 from rtanalytics.core.query import Query, TagFilter, parse_query
 from rtanalytics.core.results import IngestResult, QueryMeta, QueryResult, ResultRow, SeriesPoint
-from rtanalytics.core.states import DEFAULT_AGGREGATION, DEFAULT_PERCENTILES, supported_aggregations, supports
+from rtanalytics.core.selection import SelectionCache
+from rtanalytics.core.states import (
+    DEFAULT_AGGREGATION,
+    DEFAULT_PERCENTILES,
+    fields_read,
+    supported_aggregations,
+    supports,
+)
 from rtanalytics.core.windows import Tier, default_tiers
 from rtanalytics.ports.clock import Clock
 from rtanalytics.ports.metric_store import MetricStore
@@ -64,7 +72,9 @@ class AnalyticsEngine:
         self.limits = limits or EngineLimits()
         self.tiers = tuple(tiers) if tiers is not None else default_tiers()
         self._infos: dict[str, dict[str, MetricInfo]] = {}
+        self._types: dict[str, dict[str, MetricType]] = {}
         self._listeners: list[ChangeListener] = []
+        self._selections = SelectionCache()
         self.points_accepted = 0
         self.points_rejected: dict[str, int] = {}
 
@@ -93,10 +103,13 @@ class AnalyticsEngine:
             )
         now = self.clock.now()
         raw = points if isinstance(points, list) else list(points)
-        batch, rejected = parse_points(raw, now)
+        infos = self._infos.setdefault(tenant, {})
+        known = self._types.setdefault(tenant, {})
+        batch, rejected = parse_points(raw, now, known_types=known, oldest=self.tiers[-1].oldest(now))
         if len(batch):
-            batch, more = await self._check_against_store(tenant, batch, now)
+            batch, more = await self._register(tenant, batch, infos, known)
             rejected.extend(more)
+        accepted = 0
         if len(batch):
             refused = await self.store.write(tenant, batch, now, self.limits.max_series_per_tenant)
             if refused:
@@ -112,8 +125,6 @@ class AnalyticsEngine:
                 names = frozenset(batch.names)
                 for listener in self._listeners:
                     listener(tenant, names)
-        else:
-            accepted = 0
         rejected.sort(key=lambda r: r.index)
         self._count(accepted, rejected)
         return IngestResult(accepted, tuple(rejected))
@@ -126,47 +137,41 @@ class AnalyticsEngine:
                 reason = "point"
             self.points_rejected[reason] = self.points_rejected.get(reason, 0) + 1
 
-    async def _check_against_store(
-        self, tenant: str, batch: PointBatch, now: float
+    async def _register(
+        self, tenant: str, batch: PointBatch, infos: dict[str, MetricInfo], known: dict[str, MetricType]
     ) -> tuple[PointBatch, list[Rejection]]:
-        """Type conflicts, retention, and the metric registry."""
-        infos = self._infos.setdefault(tenant, {})
+        """Claim names seen for the first time and apply `window` updates; refuse type conflicts
+        between new names in one batch (the store's first claim wins)."""
         wanted: dict[str, MetricInfo] = {}
-        for name, mtype in zip(batch.names, batch.types):
-            if name not in infos and name not in wanted:
-                wanted[name] = MetricInfo(name, mtype, batch.windows.get(name, 60_000))
+        fresh = [name for name in set(batch.names) if name not in known]
+        for name in fresh:
+            first = batch.names.index(name)
+            wanted[name] = MetricInfo(name, batch.types[first], batch.windows.get(name, DEFAULT_WINDOW_MS))
         for name, window in batch.windows.items():
             held = infos.get(name)
             if held is not None and held.window_ms != window and name not in wanted:
                 wanted[name] = MetricInfo(name, held.type, window)
-        if wanted:
-            infos.update(await self.store.claim(tenant, list(wanted.values())))
-        oldest = self.tiers[-1].oldest(now)
+        if not wanted:
+            return batch, []
+        claimed = await self.store.claim(tenant, list(wanted.values()))
+        infos.update(claimed)
+        known.update({name: info.type for name, info in claimed.items()})
+        if not fresh:
+            return batch, []
+        fresh_set = set(fresh)
         keep = []
         rejected = []
-        for i, (name, mtype, ts) in enumerate(zip(batch.names, batch.types, batch.timestamps)):
-            problems = []
-            held_type = infos[name].type
-            if held_type is not mtype:
-                problems.append(
-                    Problem(
-                        f"metrics[{batch.index[i]}].type",
-                        f"metric {name!r} is of type {held_type.value}; a point of type {mtype.value} is refused",
-                    )
+        for i, (name, mtype) in enumerate(zip(batch.names, batch.types)):
+            held_type = known[name]
+            ok = name not in fresh_set or held_type is mtype
+            keep.append(ok)
+            if not ok:
+                problem = Problem(
+                    f"metrics[{batch.index[i]}].type",
+                    f"metric {name!r} is of type {held_type.value}; a point of type {mtype.value} is refused",
                 )
-            if ts < oldest:
-                problems.append(
-                    Problem(
-                        f"metrics[{batch.index[i]}].timestamp",
-                        f"is older than the longest retention ({format_duration(self.tiers[-1].retention_s * 1000)})",
-                    )
-                )
-            keep.append(not problems)
-            if problems:
-                rejected.append(Rejection(batch.index[i], tuple(problems)))
-        if rejected:
-            batch = batch.select(keep)
-        return batch, rejected
+                rejected.append(Rejection(batch.index[i], (problem,)))
+        return (batch.select(keep) if rejected else batch), rejected
 
     # ---- queries ------------------------------------------------------------------------------
 
@@ -256,66 +261,52 @@ class AnalyticsEngine:
         else:
             plan = plan_trailing(window_s, now, self.tiers)
         series = await self.store.series(tenant, info.name)
-        group_index: dict[tuple[str | None, ...], int] = {}
-        ids: list[int] = []
-        groups: list[int] = []
-        for sid, tags in zip(series.ids.tolist(), series.tags):
-            if not q.matches(tags):
-                continue
-            if q.group_by:
-                as_dict = dict(tags)
-                key = tuple(as_dict.get(k) for k in q.group_by)
-            else:
-                key = ()
-            g = group_index.get(key)
-            if g is None:
-                g = group_index[key] = len(group_index)
-            ids.append(sid)
-            groups.append(g)
-        size = plan.slots * max(1, len(group_index))
+        selection = self._selections.get(tenant, info.name, series, q)
+        group_count = len(selection.keys)
+        size = plan.slots * max(1, group_count)
         if size > self.limits.max_query_size:
             raise QueryTooLargeError.of(
                 [
                     Problem(
                         "group_by",
-                        f"{plan.slots} buckets x {len(group_index)} groups = {size} values for {info.name!r}, "
+                        f"{plan.slots} buckets x {group_count} groups = {size} values for {info.name!r}, "
                         f"over MAX_QUERY_SIZE={self.limits.max_query_size}",
                     )
                 ]
             )
-        if not group_index and not q.group_by:
-            group_index[()] = 0
+        keys = selection.keys if (selection.keys or q.group_by) else ((),)
+        labels = selection.labels if (selection.keys or q.group_by) else ({},)
         partials = await self.store.aggregate(
             tenant,
             info.name,
             kind,
-            np.array(ids, dtype=np.int64),
-            np.array(groups, dtype=np.int64),
-            len(group_index),
+            selection.ids,
+            selection.groups,
+            len(keys),
             plan,
+            fields_read(aggregation),
         )
         percentiles = q.percentiles or DEFAULT_PERCENTILES
         values = partials.values(aggregation, window_s, percentiles)
         present = partials.present()
+        window_ms = window_s * 1000
         rows = []
-        for key, g in group_index.items():
-            group = dict(zip(q.group_by, key))
-            if q.is_range:
+        if q.is_range:
+            for g in range(len(keys)):
+                row = values[g]
                 points = tuple(
-                    SeriesPoint(plan.slot_starts[s], values[g, s])
-                    for s in np.flatnonzero(present[g]).tolist()
+                    SeriesPoint(plan.slot_starts[s], row[s]) for s in np.flatnonzero(present[g]).tolist()
                 )
                 if points:
                     rows.append(
-                        ResultRow(info.name, group, aggregation, points=points, window_ms=window_s * 1000)
+                        ResultRow(info.name, labels[g], aggregation, points=points, window_ms=window_ms)
                     )
-            elif present[g, 0] or not q.group_by:
-                rows.append(
-                    ResultRow(info.name, group, aggregation, value=values[g, 0], window_ms=window_s * 1000)
-                )
+        else:
+            column = [cells[0] for cells in values]
+            for g in np.flatnonzero(present[:, 0]).tolist() if q.group_by else range(len(keys)):
+                rows.append(ResultRow(info.name, labels[g], aggregation, column[g], None, window_ms))
         rows, cut = _limit(rows, q.limit)
-        rows.sort(key=lambda r: tuple((v is None, v or "") for v in r.group.values()))
-        return rows, len(ids), plan, cut
+        return rows, len(selection.ids), plan, cut
 
     async def current(
         self,
@@ -364,7 +355,8 @@ def _limit(rows: list[ResultRow], limit: int | None) -> tuple[list[ResultRow], b
             return max((_rank(p.value) for p in row.points), default=float("-inf"))
         return _rank(row.value)
 
-    return sorted(rows, key=score, reverse=True)[:limit], True
+    kept = set(map(id, sorted(rows, key=score, reverse=True)[:limit]))
+    return [r for r in rows if id(r) in kept], True  # still in group order
 
 
 __all__ = ["AnalyticsEngine", "EngineLimits", "MetricType"]

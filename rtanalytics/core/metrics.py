@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from enum import StrEnum
 from typing import Any
 
@@ -155,7 +155,8 @@ def _check_tags(raw: object, field: str, problems: list[Problem]) -> Tags:
     if not isinstance(raw, dict):
         problems.append(Problem(field, f"must be an object of string to string, got {type(raw).__name__}"))
         return ()
-    items = tuple(sorted(raw.items()))
+    as_given = tuple(raw.items())
+    items = tuple(sorted(as_given))
     cached = _CACHE.tags.get(items)
     if cached is not None:
         return cached
@@ -177,102 +178,141 @@ def _check_tags(raw: object, field: str, problems: list[Problem]) -> Tags:
             )
     if len(problems) > start:
         return ()
+    # Keyed by the order the client sent, so the next identical dict needs no sort.
+    _CACHE.tags[as_given] = items
     _CACHE.tags[items] = items
     return items
 
 
-def parse_points(raw_points: Sequence[Any], now: float) -> tuple[PointBatch, list[Rejection]]:
+def parse_points(
+    raw_points: Sequence[Any],
+    now: float,
+    *,
+    known_types: Mapping[str, MetricType] | None = None,
+    oldest: float = -math.inf,
+) -> tuple[PointBatch, list[Rejection]]:
     """Validate the seed's point dicts; the valid ones come back as a batch, the rest as rejections.
 
-    Type conflicts and retention are checked later, against what the store already holds.
+    `known_types` (name -> type already registered) refuses type conflicts, and `oldest` points
+    older than every retention, in the same pass. This is the ingest hot path: problem texts are
+    only built for points that have one.
     """
     batch = PointBatch()
     rejected: list[Rejection] = []
     names_ok = _CACHE.names
     tags_cache = _CACHE.tags
+    known = known_types if known_types is not None else {}
     latest = now + MAX_FUTURE_SECONDS
     types_by_value = _TYPES_BY_VALUE
+    unique_type = MetricType.UNIQUE
+    count_type = MetricType.COUNT
+    isfinite = math.isfinite
+    out_index, out_names, out_types = batch.index, batch.names, batch.types
+    out_tags, out_ts, out_values = batch.tags, batch.timestamps, batch.values
     for i, point in enumerate(raw_points):
-        problems: list[Problem] = []
-        field = f"metrics[{i}]"
-        if not isinstance(point, dict):
-            rejected.append(Rejection(i, (Problem(field, "must be an object"),)))
+        if type(point) is not dict:
+            rejected.append(Rejection(i, (Problem(f"metrics[{i}]", "must be an object"),)))
             continue
+        problems: list[Problem] = []
         name = point.get("name")
         if name not in names_ok:
             if not isinstance(name, str) or _NAME_RE.match(name) is None:
-                problems.append(Problem(f"{field}.name", f"is required and must match {NAME_PATTERN}"))
+                problems.append(Problem(f"metrics[{i}].name", f"is required and must match {NAME_PATTERN}"))
             else:
                 names_ok.add(name)
         mtype = types_by_value.get(point.get("type"))  # type: ignore[arg-type]
         if mtype is None:
-            problems.append(Problem(f"{field}.type", f"must be one of {', '.join(types_by_value)}"))
-        value = point.get("value")
-        if value is None and mtype is MetricType.COUNT:
-            value = 1.0
-        elif mtype is MetricType.UNIQUE:
-            if isinstance(value, str) and value:
-                pass
-            elif type(value) in (int, float) and math.isfinite(value):  # type: ignore[arg-type]
-                value = unique_identity(value)
-            else:
-                problems.append(Problem(f"{field}.value", "must be a non-empty string or a finite number"))
-        elif type(value) is float:
-            if not math.isfinite(value):
-                problems.append(Problem(f"{field}.value", "must be a finite number, not NaN or Infinity"))
-        elif type(value) is int:
-            value = float(value)
-            if not math.isfinite(value):
-                problems.append(Problem(f"{field}.value", "must be a finite number"))
+            problems.append(Problem(f"metrics[{i}].type", f"must be one of {', '.join(types_by_value)}"))
         else:
-            problems.append(Problem(f"{field}.value", f"must be a finite number, got {type(value).__name__}"))
+            held = known.get(name)  # type: ignore[arg-type]
+            if held is not None and held is not mtype:
+                problems.append(
+                    Problem(
+                        f"metrics[{i}].type",
+                        f"metric {name!r} is of type {held.value}; a point of type {mtype.value} is refused",
+                    )
+                )
+        value = point.get("value")
+        vtype = type(value)
+        if vtype is float:
+            if not isfinite(value):  # type: ignore[arg-type]
+                problems.append(
+                    Problem(f"metrics[{i}].value", "must be a finite number, not NaN or Infinity")
+                )
+            elif mtype is unique_type:
+                value = unique_identity(value)
+        elif vtype is int:
+            value = float(value)  # type: ignore[arg-type]
+            if mtype is unique_type:
+                value = unique_identity(value)
+            elif not isfinite(value):
+                problems.append(Problem(f"metrics[{i}].value", "must be a finite number"))
+        elif value is None and mtype is count_type:
+            value = 1.0
+        elif mtype is unique_type and vtype is str and value:
+            pass
+        elif mtype is unique_type:
+            problems.append(Problem(f"metrics[{i}].value", "must be a non-empty string or a finite number"))
+        else:
+            problems.append(Problem(f"metrics[{i}].value", f"must be a finite number, got {vtype.__name__}"))
         raw_tags = point.get("tags")
         if raw_tags is None:
             tags: Tags = ()
         elif type(raw_tags) is dict:
-            tags = tags_cache.get(tuple(sorted(raw_tags.items())))  # type: ignore[assignment]
+            tags = tags_cache.get(tuple(raw_tags.items()))  # type: ignore[assignment]
             if tags is None:
-                tags = _check_tags(raw_tags, f"{field}.tags", problems)
+                tags = _check_tags(raw_tags, f"metrics[{i}].tags", problems)
         else:
-            tags = _check_tags(raw_tags, f"{field}.tags", problems)
+            tags = _check_tags(raw_tags, f"metrics[{i}].tags", problems)
         raw_ts = point.get("timestamp")
+        ttype = type(raw_ts)
         if raw_ts is None:
             ts = now
-        elif type(raw_ts) is float or type(raw_ts) is int:
+        elif ttype is float or ttype is int:
             ts = float(raw_ts)
-            if not math.isfinite(ts):
-                problems.append(Problem(f"{field}.timestamp", "must be a finite number of epoch seconds"))
+            if not isfinite(ts):
+                problems.append(
+                    Problem(f"metrics[{i}].timestamp", "must be a finite number of epoch seconds")
+                )
         else:
             try:
                 ts = parse_timestamp(raw_ts)
             except ValueError as exc:
-                problems.append(Problem(f"{field}.timestamp", str(exc)))
+                problems.append(Problem(f"metrics[{i}].timestamp", str(exc)))
                 ts = now
         if ts > latest:
             problems.append(
                 Problem(
-                    f"{field}.timestamp",
+                    f"metrics[{i}].timestamp",
                     f"is {ts - now:.0f}s in the future; at most {MAX_FUTURE_SECONDS:.0f}s is accepted",
                 )
             )
-        raw_window = point.get("window")
-        if raw_window is not None:
-            try:
-                window_ms = parse_duration(raw_window)
-                if window_ms % 1000:
-                    problems.append(Problem(f"{field}.window", "must be a whole number of seconds"))
-                elif not problems:
-                    batch.windows[name] = window_ms  # type: ignore[index]
-            except ValueError as exc:
-                problems.append(Problem(f"{field}.window", str(exc)))
+        elif ts < oldest:
+            problems.append(Problem(f"metrics[{i}].timestamp", "is older than the longest retention"))
+        if "window" in point:
+            _check_window(point["window"], name, i, problems, batch.windows)
         if problems:
             rejected.append(Rejection(i, tuple(problems)))
             continue
-        batch.index.append(i)
-        batch.names.append(name)  # type: ignore[arg-type]
-        batch.types.append(mtype)  # type: ignore[arg-type]
-        batch.tags.append(tags)
-        batch.timestamps.append(ts)
-        batch.values.append(value)
+        out_index.append(i)
+        out_names.append(name)  # type: ignore[arg-type]
+        out_types.append(mtype)  # type: ignore[arg-type]
+        out_tags.append(tags)
+        out_ts.append(ts)
+        out_values.append(value)
     _CACHE.trim()
     return batch, rejected
+
+
+def _check_window(raw: Any, name: Any, i: int, problems: list[Problem], windows: dict[str, int]) -> None:
+    if raw is None:
+        return
+    try:
+        window_ms = parse_duration(raw)
+    except ValueError as exc:
+        problems.append(Problem(f"metrics[{i}].window", str(exc)))
+        return
+    if window_ms % 1000:
+        problems.append(Problem(f"metrics[{i}].window", "must be a whole number of seconds"))
+    elif not problems:
+        windows[name] = window_ms

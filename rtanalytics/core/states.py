@@ -89,6 +89,20 @@ def supported_aggregations(mtype: MetricType) -> list[str]:
     return [a for a in AGGREGATIONS if a != "average" and supports(kind, a)]
 
 
+def fields_read(aggregation: str) -> frozenset[str]:
+    """The bucket fields (and "sketch") an aggregation reads; stores may skip the rest."""
+    agg = canonical_aggregation(aggregation)
+    if agg in ("sum", "avg", "rate"):
+        return frozenset({"count", "sum"})
+    if agg in ("min", "max"):
+        return frozenset({"count", agg})
+    if agg == "last":
+        return frozenset({"count", "last", "last_ts"})
+    if agg == "count":
+        return frozenset({"count"})
+    return frozenset({"count", "sketch"})  # unique, percentile, pNN
+
+
 def percentile_key(p: float) -> str:
     """50 -> 'p50', 99.9 -> 'p999'."""
     text = f"{p:g}".replace(".", "")
@@ -200,12 +214,23 @@ class Partials:
         """Cells that hold at least one point."""
         return self.fields["count"] > 0
 
-    def values(self, aggregation: str, window_s: float, percentiles: Sequence[float]) -> np.ndarray:
-        """The aggregation's value in every cell (object array; absent cells are None)."""
+    def values(self, aggregation: str, window_s: float, percentiles: Sequence[float]) -> list[list[Any]]:
+        """The aggregation's value in every cell, as (groups x slots) lists; absent cells are None."""
         agg = canonical_aggregation(aggregation)
         f = self.fields
         present = self.present()
-        out = np.full(present.shape, None, dtype=object)
+        if agg in ("unique", "percentile") or agg in PERCENTILE_NAMES:
+            assert self.sketches is not None
+            out: list[list[Any]] = [[None] * present.shape[1] for _ in range(present.shape[0])]
+            wanted = [PERCENTILE_NAMES[agg]] if agg in PERCENTILE_NAMES else list(percentiles)
+            for g, s in zip(*np.nonzero(present)):
+                sketch = self.sketches[g, s]
+                if agg == "unique":
+                    out[g][s] = round(sketch.estimate())
+                    continue
+                answer = {percentile_key(p): sketch.quantile(p / 100.0) for p in wanted}
+                out[g][s] = answer[agg] if agg in PERCENTILE_NAMES else answer
+            return out
         if agg == "count":
             numbers = f["count"]
         elif agg == "sum":
@@ -213,24 +238,11 @@ class Partials:
         elif agg == "avg":
             with np.errstate(invalid="ignore", divide="ignore"):
                 numbers = f["sum"] / f["count"]
-        elif agg in ("min", "max", "last"):
-            numbers = f[agg]
         elif agg == "rate":
             numbers = f["sum"] / window_s
-        elif agg == "unique":
-            assert self.sketches is not None
-            for idx in zip(*np.nonzero(present)):
-                out[idx] = round(self.sketches[idx].estimate())
-            return out
-        else:
-            assert self.sketches is not None
-            wanted = [PERCENTILE_NAMES[agg]] if agg in PERCENTILE_NAMES else list(percentiles)
-            for idx in zip(*np.nonzero(present)):
-                sketch = self.sketches[idx]
-                answer = {percentile_key(p): sketch.quantile(p / 100.0) for p in wanted}
-                out[idx] = answer[agg] if agg in PERCENTILE_NAMES else answer
-            return out
-        listed = numbers.tolist()
-        for g, s in zip(*np.nonzero(present)):
-            out[g, s] = listed[g][s]
+        else:  # min, max, last
+            numbers = f[agg]
+        out = numbers.tolist()
+        for g, s in zip(*np.nonzero(~present)):
+            out[g][s] = None
         return out

@@ -65,8 +65,10 @@ class MetricStore(Protocol):
         groups: np.ndarray,
         group_count: int,
         plan: Plan,
+        fields: frozenset[str] | None = None,
     ) -> Partials:
-        """Bucket states of the given series merged per (group, plan slot)."""
+        """Bucket states of the given series merged per (group, plan slot); only `fields` (and
+        "sketch") need be filled, None meaning all."""
         ...
 
     async def evict(self, now: float) -> int:

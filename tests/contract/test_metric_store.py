@@ -65,7 +65,9 @@ async def test_written_points_aggregate_per_group_and_slot(store) -> None:
     assert f["min"][:, 0].tolist() == [1.0, 10.0] and f["max"][:, 0].tolist() == [3.0, 10.0]
     assert f["last"][:, 0].tolist() == [3.0, 10.0]
     hourly = plan_range(NOW - 3600, NOW, 60, NOW, TIERS)
-    whole = await store.aggregate("t", "lat", StateKind.FULL, series.ids, np.zeros(2, dtype=np.int64), 1, hourly)
+    whole = await store.aggregate(
+        "t", "lat", StateKind.FULL, series.ids, np.zeros(2, dtype=np.int64), 1, hourly
+    )
     assert whole.fields["count"].sum() == 4 and whole.fields["sum"].sum() == 34.0
 
 
@@ -101,7 +103,10 @@ async def test_series_limit_refuses_only_new_series(store) -> None:
     refused = await write(store, "t", batch(("c", MetricType.COUNT, {"k": "a"}, NOW, 1.0)), limit=1)
     assert refused == []
     refused = await write(
-        store, "t", batch(("c", MetricType.COUNT, {"k": "a"}, NOW, 1.0), ("c", MetricType.COUNT, {"k": "b"}, NOW, 1.0)), limit=1
+        store,
+        "t",
+        batch(("c", MetricType.COUNT, {"k": "a"}, NOW, 1.0), ("c", MetricType.COUNT, {"k": "b"}, NOW, 1.0)),
+        limit=1,
     )
     assert refused == [1]
     assert len((await store.series("t", "c")).ids) == 1
@@ -122,5 +127,9 @@ async def test_eviction_forgets_series_past_every_retention(store) -> None:
 
 async def test_reading_nothing_is_empty(store) -> None:
     plan = plan_trailing(60, NOW, TIERS)
-    grid = await store.aggregate("t", "none", StateKind.SUM, np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), 1, plan)
-    assert grid.fields["count"][0, 0] == 0 and math.isinf(grid.fields.get("min", np.array([[math.inf]]))[0, 0])
+    grid = await store.aggregate(
+        "t", "none", StateKind.SUM, np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), 1, plan
+    )
+    assert grid.fields["count"][0, 0] == 0 and math.isinf(
+        grid.fields.get("min", np.array([[math.inf]]))[0, 0]
+    )

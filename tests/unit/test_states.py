@@ -2,7 +2,6 @@
 
 import math
 
-import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -79,4 +78,4 @@ def test_partials_merge_like_bucket_states(kind: StateKind, xs: list, ys: list) 
 def test_values_of_an_empty_grid_are_absent() -> None:
     grid = Partials(StateKind.FULL, 2, 3)
     assert not grid.present().any()
-    assert (grid.values("avg", 60, ()) == np.full((2, 3), None, dtype=object)).all()
+    assert grid.values("avg", 60, ()) == [[None] * 3, [None] * 3]

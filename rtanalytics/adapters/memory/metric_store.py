@@ -186,6 +186,7 @@ class MemoryMetricStore:
         groups: np.ndarray,
         group_count: int,
         plan: Plan,
+        fields: frozenset[str] | None = None,
     ) -> Partials:
         out = Partials(kind, group_count, plan.slots)
         table = self._tenant(tenant).tables.get(kind)
@@ -211,10 +212,10 @@ class MemoryMetricStore:
             part = Partials(kind, group_count, plan.slots)
             cell = np.ix_(g_ids, s_ids)
             for field, fold in (("count", np.add), ("sum", np.add), ("min", np.minimum), ("max", np.maximum)):
-                if field in ring.arrays:
+                if field in ring.arrays and (fields is None or field in fields):
                     sub = fold.reduceat(ring.arrays[field][block], s_starts, axis=1)
                     part.fields[field][cell] = fold.reduceat(sub, g_starts, axis=0)
-            if "last" in ring.arrays:
+            if "last" in ring.arrays and (fields is None or "last" in fields):
                 ts_sub = ring.arrays["last_ts"][block]
                 last_sub = ring.arrays["last"][block]
                 t1 = np.maximum.reduceat(ts_sub, s_starts, axis=1)
@@ -227,7 +228,7 @@ class MemoryMetricStore:
                 )
                 part.fields["last_ts"][cell] = t2
                 part.fields["last"][cell] = l2
-            if ring.sketches is not None:
+            if ring.sketches is not None and (fields is None or "sketch" in fields):
                 assert part.sketches is not None
                 sub_sketches = ring.sketches[block]
                 row_group = np.repeat(g_ids, g_lens)

@@ -1,0 +1,46 @@
+"""In-process ingest: `Engine.ingest` of the workload's 1,000-point batches (lists of dicts).
+
+.venv/bin/python bench/ingest_engine.py [--batches 300]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from workload import SERIES, batch
+
+from rtanalytics import Engine
+from rtanalytics.adapters.clock import ManualClock
+
+
+async def main(batches: int) -> None:
+    now = time.time()
+    clock = ManualClock(now)
+    engine = Engine(clock=clock)
+    rng = random.Random(1)
+    for _ in range(60):  # warm-up: every series exists, the rings have their final size
+        await engine.ingest(batch(now, rng=rng))
+    series = (await engine.store.stats()).series_by_tenant["default"]
+    data = [batch(now, rng=rng) for _ in range(batches)]
+    started = time.perf_counter()
+    accepted = 0
+    for points in data:
+        accepted += (await engine.ingest(points)).accepted
+    took = time.perf_counter() - started
+    print(
+        f"engine.ingest: {accepted:,} points in {took:.2f}s = {accepted / took:,.0f} points/s "
+        f"({batches} batches of 1,000 over {series:,} series of {SERIES:,})"
+    )
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--batches", type=int, default=300)
+    asyncio.run(main(parser.parse_args().batches))

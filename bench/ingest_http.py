@@ -1,0 +1,97 @@
+"""HTTP ingest into `rtanalytics serve`, load from wrk in a separate process, beside
+VictoriaMetrics (Debian's `victoria-metrics`) taking the same points as Influx line protocol.
+
+    .venv/bin/python bench/ingest_http.py [--seconds 20] [--connections 8] [--no-victoria]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import body_dir, rtanalytics_server, wait_http, wrk  # noqa: E402
+from workload import SERIES, batch, line_protocol  # noqa: E402
+
+BODIES = 64
+
+
+def post(url: str, body: bytes, content_type: str) -> int:
+    request = urllib.request.Request(url, data=body, headers={"Content-Type": content_type}, method="POST")
+    with urllib.request.urlopen(request) as response:
+        return response.status
+
+
+def bench_rtanalytics(args: argparse.Namespace, batches: list[list[dict]]) -> float:
+    bodies = [json.dumps({"metrics": b}).encode() for b in batches]
+    with rtanalytics_server(args.port) as base:
+        for body in bodies:  # warm-up: every series exists before the timed run
+            assert post(f"{base}/api/v1/metrics", body, "application/json") == 202
+        with body_dir(bodies) as folder:
+            result = wrk(f"{base}/api/v1/metrics", folder, len(bodies), "application/json", args.seconds, args.connections)
+        with urllib.request.urlopen(f"{base}/api/v1/health") as response:
+            health = json.loads(response.read())
+    if result["non2xx"] or result["socket_errors"]:
+        print(result["raw"])
+    points = result["rps"] * 1_000
+    print(f"rtanalytics HTTP ingest: {result['rps']:,.0f} req/s x 1,000 = {points:,.0f} points/s "
+          f"({args.connections} connections, {args.seconds}s; series {health['series'].get('default')}; non-2xx {result['non2xx']:.0f})")
+    return points
+
+
+def bench_victoria(args: argparse.Namespace, batches: list[list[dict]]) -> float | None:
+    binary = shutil.which("victoria-metrics")
+    if binary is None:
+        print("victoria-metrics is not installed (apt-get install victoria-metrics); skipped")
+        return None
+    bodies = [line_protocol(b).encode() for b in batches]
+    with tempfile.TemporaryDirectory(prefix="rta-vm-") as data:
+        proc = subprocess.Popen(
+            [binary, f"-httpListenAddr=127.0.0.1:{args.port + 1}", f"-storageDataPath={data}", "-loggerLevel=ERROR"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        try:
+            base = f"http://127.0.0.1:{args.port + 1}"
+            wait_http(f"{base}/health")
+            for body in bodies:
+                post(f"{base}/write", body, "text/plain")
+            with body_dir(bodies) as folder:
+                result = wrk(f"{base}/write", folder, len(bodies), "text/plain", args.seconds, args.connections)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+    points = result["rps"] * 1_000
+    print(f"VictoriaMetrics /write (line protocol): {result['rps']:,.0f} req/s x 1,000 = {points:,.0f} points/s")
+    return points
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=int, default=20)
+    parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--port", type=int, default=18000)
+    parser.add_argument("--no-victoria", action="store_true")
+    args = parser.parse_args()
+    rng = random.Random(3)
+    now = time.time()
+    # 64 distinct bodies cycled by wrk; timestamps stay within ~5 min of now for a short run
+    batches = [batch(now, rng=rng, spread_s=240) for _ in range(BODIES)]
+    ours = bench_rtanalytics(args, batches)
+    if not args.no_victoria:
+        theirs = bench_victoria(args, batches)
+        if theirs:
+            print(f"ratio rtanalytics / VictoriaMetrics: {ours / theirs:.2f} (target for rtanalytics: >= 500,000 points/s)")
+    print(f"workload: 1,000-point batches over {SERIES:,} series")
+
+
+if __name__ == "__main__":
+    main()
