@@ -10,8 +10,8 @@ import sys
 import tempfile
 import time
 import urllib.request
-from contextlib import contextmanager
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,16 +59,37 @@ def body_dir(bodies: list[bytes]) -> Iterator[str]:
         yield folder
 
 
-def wrk(url: str, folder: str, count: int, content_type: str, seconds: int, connections: int, threads: int = 1) -> dict[str, float]:
+def wrk(
+    url: str, folder: str, count: int, content_type: str, seconds: int, connections: int, threads: int = 1
+) -> dict[str, float]:
     """Run wrk with bench/post_bodies.lua; return requests/s and latency figures."""
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed: apt-get install wrk")
     out = subprocess.run(
-        ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(ROOT / "bench" / "post_bodies.lua"),
-         url, "--", folder, str(count), content_type],
-        capture_output=True, text=True, check=True,
+        [
+            "wrk",
+            f"-t{threads}",
+            f"-c{connections}",
+            f"-d{seconds}s",
+            "--latency",
+            "-s",
+            str(ROOT / "bench" / "post_bodies.lua"),
+            url,
+            "--",
+            folder,
+            str(count),
+            content_type,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     errors = re.search(r"Socket errors: (.*)", out)
-    return {"rps": rps, "non2xx": float(bad.group(1)) if bad else 0.0, "socket_errors": 1.0 if errors else 0.0, "raw": out}  # type: ignore[dict-item]
+    return {
+        "rps": rps,
+        "non2xx": float(bad.group(1)) if bad else 0.0,
+        "socket_errors": 1.0 if errors else 0.0,
+        "raw": out,
+    }  # type: ignore[dict-item]

@@ -19,8 +19,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import body_dir, rtanalytics_server, wait_http, wrk  # noqa: E402
-from workload import SERIES, batch, line_protocol  # noqa: E402
+from common import body_dir, rtanalytics_server, wait_http, wrk
+from workload import SERIES, batch, line_protocol
 
 BODIES = 64
 
@@ -37,14 +37,23 @@ def bench_rtanalytics(args: argparse.Namespace, batches: list[list[dict]]) -> fl
         for body in bodies:  # warm-up: every series exists before the timed run
             assert post(f"{base}/api/v1/metrics", body, "application/json") == 202
         with body_dir(bodies) as folder:
-            result = wrk(f"{base}/api/v1/metrics", folder, len(bodies), "application/json", args.seconds, args.connections)
+            result = wrk(
+                f"{base}/api/v1/metrics",
+                folder,
+                len(bodies),
+                "application/json",
+                args.seconds,
+                args.connections,
+            )
         with urllib.request.urlopen(f"{base}/api/v1/health") as response:
             health = json.loads(response.read())
     if result["non2xx"] or result["socket_errors"]:
         print(result["raw"])
     points = result["rps"] * 1_000
-    print(f"rtanalytics HTTP ingest: {result['rps']:,.0f} req/s x 1,000 = {points:,.0f} points/s "
-          f"({args.connections} connections, {args.seconds}s; series {health['series'].get('default')}; non-2xx {result['non2xx']:.0f})")
+    print(
+        f"rtanalytics HTTP ingest: {result['rps']:,.0f} req/s x 1,000 = {points:,.0f} points/s "
+        f"({args.connections} connections, {args.seconds}s; series {health['series'].get('default')}; non-2xx {result['non2xx']:.0f})"
+    )
     return points
 
 
@@ -56,8 +65,14 @@ def bench_victoria(args: argparse.Namespace, batches: list[list[dict]]) -> float
     bodies = [line_protocol(b).encode() for b in batches]
     with tempfile.TemporaryDirectory(prefix="rta-vm-") as data:
         proc = subprocess.Popen(
-            [binary, f"-httpListenAddr=127.0.0.1:{args.port + 1}", f"-storageDataPath={data}", "-loggerLevel=ERROR"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                binary,
+                f"-httpListenAddr=127.0.0.1:{args.port + 1}",
+                f"-storageDataPath={data}",
+                "-loggerLevel=ERROR",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         try:
             base = f"http://127.0.0.1:{args.port + 1}"
@@ -65,12 +80,16 @@ def bench_victoria(args: argparse.Namespace, batches: list[list[dict]]) -> float
             for body in bodies:
                 post(f"{base}/write", body, "text/plain")
             with body_dir(bodies) as folder:
-                result = wrk(f"{base}/write", folder, len(bodies), "text/plain", args.seconds, args.connections)
+                result = wrk(
+                    f"{base}/write", folder, len(bodies), "text/plain", args.seconds, args.connections
+                )
         finally:
             proc.terminate()
             proc.wait(timeout=30)
     points = result["rps"] * 1_000
-    print(f"VictoriaMetrics /write (line protocol): {result['rps']:,.0f} req/s x 1,000 = {points:,.0f} points/s")
+    print(
+        f"VictoriaMetrics /write (line protocol): {result['rps']:,.0f} req/s x 1,000 = {points:,.0f} points/s"
+    )
     return points
 
 
@@ -89,7 +108,9 @@ def main() -> None:
     if not args.no_victoria:
         theirs = bench_victoria(args, batches)
         if theirs:
-            print(f"ratio rtanalytics / VictoriaMetrics: {ours / theirs:.2f} (target for rtanalytics: >= 500,000 points/s)")
+            print(
+                f"ratio rtanalytics / VictoriaMetrics: {ours / theirs:.2f} (target for rtanalytics: >= 500,000 points/s)"
+            )
     print(f"workload: 1,000-point batches over {SERIES:,} series")
 
 

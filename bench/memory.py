@@ -18,10 +18,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from workload import batch  # noqa: E402
+from workload import batch
 
-from rtanalytics import Engine  # noqa: E402
-from rtanalytics.adapters.clock import ManualClock  # noqa: E402
+from rtanalytics import Engine
+from rtanalytics.adapters.clock import ManualClock
 
 
 def rss_bytes() -> int:
@@ -47,13 +47,17 @@ async def main(seconds: int) -> None:
     series = (await engine.store.stats()).series_by_tenant["default"]
     arrays = engine.store.nbytes()
     grown = rss_bytes() - before
-    print(f"after {seconds}s simulated ({seconds * 1000:,} points, {time.perf_counter() - started:.0f}s wall): "
-          f"{series:,} active series")
+    print(
+        f"after {seconds}s simulated ({seconds * 1000:,} points, {time.perf_counter() - started:.0f}s wall): "
+        f"{series:,} active series"
+    )
     print(f"  ring arrays: {arrays / series:,.0f} bytes/series ({arrays / 2**20:,.0f} MiB)")
     print(f"  process RSS growth: {grown / series:,.0f} bytes/series ({grown / 2**20:,.0f} MiB)")
     await simulate(engine, clock, seconds, rng)
-    print(f"after another {seconds}s: RSS growth {(rss_bytes() - before) / 2**20:,.0f} MiB "
-          f"(flat means eviction by time keeps up)")
+    print(
+        f"after another {seconds}s: RSS growth {(rss_bytes() - before) / 2**20:,.0f} MiB "
+        f"(flat means eviction by time keeps up)"
+    )
 
 
 if __name__ == "__main__":

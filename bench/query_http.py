@@ -17,13 +17,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import rtanalytics_server  # noqa: E402
-from workload import NAMES, batch  # noqa: E402
+from common import rtanalytics_server
+from workload import NAMES, batch
 
 TARGETS = {"current value": 1.0, "group_by 1,000 series, 5m": 5.0, "12h series at 5m": 10.0}
 
 
-def request(conn: http.client.HTTPConnection, method: str, path: str, body: dict | None = None) -> tuple[int, bytes]:
+def request(
+    conn: http.client.HTTPConnection, method: str, path: str, body: dict | None = None
+) -> tuple[int, bytes]:
     data = json.dumps(body).encode() if body is not None else None
     conn.request(method, path, body=data, headers={"Content-Type": "application/json"} if data else {})
     response = conn.getresponse()
@@ -34,19 +36,28 @@ def load(conn: http.client.HTTPConnection, now: float) -> None:
     rng = random.Random(5)
     for k in range(300):  # 12 hours of history, then the last 5 minutes
         spread = 43_200 if k < 200 else 240
-        status, _ = request(conn, "POST", "/api/v1/metrics", {"metrics": batch(now, rng=rng, spread_s=spread)})
+        status, _ = request(
+            conn, "POST", "/api/v1/metrics", {"metrics": batch(now, rng=rng, spread_s=spread)}
+        )
         assert status == 202
     hosts = [
-        {"name": "bench.hosts.cpu", "type": "average", "value": rng.random() * 100, "tags": {"host": f"h{i:04d}"},
-         "timestamp": now - rng.random() * 240}
+        {
+            "name": "bench.hosts.cpu",
+            "type": "average",
+            "value": rng.random() * 100,
+            "tags": {"host": f"h{i:04d}"},
+            "timestamp": now - rng.random() * 240,
+        }
         for i in range(1_000)
         for _ in range(3)
     ]
     for start in range(0, len(hosts), 1_000):
-        assert request(conn, "POST", "/api/v1/metrics", {"metrics": hosts[start:start + 1_000]})[0] == 202
+        assert request(conn, "POST", "/api/v1/metrics", {"metrics": hosts[start : start + 1_000]})[0] == 202
 
 
-def measure(conn: http.client.HTTPConnection, n: int, method: str, path: str, body: dict | None = None) -> list[float]:
+def measure(
+    conn: http.client.HTTPConnection, n: int, method: str, path: str, body: dict | None = None
+) -> list[float]:
     out = []
     for _ in range(n):
         started = time.perf_counter()
@@ -69,11 +80,20 @@ def main() -> None:
         cases = {
             "current value": ("GET", f"/api/v1/metrics/{metric}/current", None),
             "group_by 1,000 series, 5m": (
-                "POST", "/api/v1/query", {"metrics": ["bench.hosts.cpu"], "window": "5m", "aggregation": "avg", "group_by": ["host"]}
+                "POST",
+                "/api/v1/query",
+                {"metrics": ["bench.hosts.cpu"], "window": "5m", "aggregation": "avg", "group_by": ["host"]},
             ),
             "12h series at 5m": (
-                "POST", "/api/v1/query",
-                {"metrics": [metric], "window": "5m", "aggregation": "sum", "start_time": now - 43_200, "end_time": now},
+                "POST",
+                "/api/v1/query",
+                {
+                    "metrics": [metric],
+                    "window": "5m",
+                    "aggregation": "sum",
+                    "start_time": now - 43_200,
+                    "end_time": now,
+                },
             ),
         }
         for label, (method, path, body) in cases.items():

@@ -24,6 +24,11 @@ MAX_TAG_VALUE_CHARS = 256
 MAX_FUTURE_SECONDS = 600.0
 DEFAULT_WINDOW_MS = 60_000
 
+try:  # the optional C speedup of parse_points (setup.py); the Python parser is the reference
+    from rtanalytics.core import _speedups  # type: ignore[attr-defined]
+except ImportError:  # pragma: no cover - depends on the build
+    _speedups = None
+
 _NAME_RE = re.compile(NAME_PATTERN)
 _TAG_KEY_RE = re.compile(TAG_KEY_PATTERN)
 
@@ -155,15 +160,10 @@ def _check_tags(raw: object, field: str, problems: list[Problem]) -> Tags:
     if not isinstance(raw, dict):
         problems.append(Problem(field, f"must be an object of string to string, got {type(raw).__name__}"))
         return ()
-    as_given = tuple(raw.items())
-    items = tuple(sorted(as_given))
-    cached = _CACHE.tags.get(items)
-    if cached is not None:
-        return cached
     start = len(problems)
-    if len(items) > MAX_TAGS:
-        problems.append(Problem(field, f"has {len(items)} tags, at most {MAX_TAGS} are allowed"))
-    for key, value in items:
+    if len(raw) > MAX_TAGS:
+        problems.append(Problem(field, f"has {len(raw)} tags, at most {MAX_TAGS} are allowed"))
+    for key, value in raw.items():
         if not isinstance(key, str) or _TAG_KEY_RE.match(key) is None:
             problems.append(Problem(f"{field}.{key}", f"tag key must match {TAG_KEY_PATTERN}"))
         if not isinstance(value, str):
@@ -178,26 +178,24 @@ def _check_tags(raw: object, field: str, problems: list[Problem]) -> Tags:
             )
     if len(problems) > start:
         return ()
-    # Keyed by the order the client sent, so the next identical dict needs no sort.
+    as_given = tuple(raw.items())
+    items = tuple(sorted(as_given))
+    # Keyed by the order the client sent too, so the next identical dict needs no sort.
     _CACHE.tags[as_given] = items
     _CACHE.tags[items] = items
     return items
 
 
-def parse_points(
+def _parse_python(
     raw_points: Sequence[Any],
     now: float,
-    *,
-    known_types: Mapping[str, MetricType] | None = None,
-    oldest: float = -math.inf,
-) -> tuple[PointBatch, list[Rejection]]:
-    """Validate the seed's point dicts; the valid ones come back as a batch, the rest as rejections.
-
-    `known_types` (name -> type already registered) refuses type conflicts, and `oldest` points
-    older than every retention, in the same pass. This is the ingest hot path: problem texts are
-    only built for points that have one.
-    """
-    batch = PointBatch()
+    known_types: Mapping[str, MetricType] | None,
+    oldest: float,
+    batch: PointBatch,
+    positions: Sequence[int] | None = None,
+) -> list[Rejection]:
+    """The reference parser; `positions` are the points' places in the request when these are
+    only some of its points."""
     rejected: list[Rejection] = []
     names_ok = _CACHE.names
     tags_cache = _CACHE.tags
@@ -209,22 +207,25 @@ def parse_points(
     isfinite = math.isfinite
     out_index, out_names, out_types = batch.index, batch.names, batch.types
     out_tags, out_ts, out_values = batch.tags, batch.timestamps, batch.values
-    for i, point in enumerate(raw_points):
+    numbered = enumerate(raw_points) if positions is None else zip(positions, raw_points)
+    for i, point in numbered:
         if type(point) is not dict:
             rejected.append(Rejection(i, (Problem(f"metrics[{i}]", "must be an object"),)))
             continue
         problems: list[Problem] = []
         name = point.get("name")
-        if name not in names_ok:
-            if not isinstance(name, str) or _NAME_RE.match(name) is None:
+        if type(name) is not str or name not in names_ok:
+            if type(name) is not str or _NAME_RE.match(name) is None:
+                name = None
                 problems.append(Problem(f"metrics[{i}].name", f"is required and must match {NAME_PATTERN}"))
             else:
                 names_ok.add(name)
-        mtype = types_by_value.get(point.get("type"))  # type: ignore[arg-type]
+        raw_type = point.get("type")
+        mtype = types_by_value.get(raw_type) if type(raw_type) is str else None  # type: ignore[arg-type]
         if mtype is None:
             problems.append(Problem(f"metrics[{i}].type", f"must be one of {', '.join(types_by_value)}"))
         else:
-            held = known.get(name)  # type: ignore[arg-type]
+            held = known.get(name) if name is not None else None  # type: ignore[arg-type]
             if held is not None and held is not mtype:
                 problems.append(
                     Problem(
@@ -234,6 +235,15 @@ def parse_points(
                 )
         value = point.get("value")
         vtype = type(value)
+        if vtype is int:
+            if mtype is unique_type:
+                value, vtype = str(value), str  # an integer id as written: no float rounding
+            else:
+                try:
+                    value = float(value)  # type: ignore[arg-type]
+                except OverflowError:
+                    value = math.inf
+                vtype = float
         if vtype is float:
             if not isfinite(value):  # type: ignore[arg-type]
                 problems.append(
@@ -241,16 +251,10 @@ def parse_points(
                 )
             elif mtype is unique_type:
                 value = unique_identity(value)
-        elif vtype is int:
-            value = float(value)  # type: ignore[arg-type]
-            if mtype is unique_type:
-                value = unique_identity(value)
-            elif not isfinite(value):
-                problems.append(Problem(f"metrics[{i}].value", "must be a finite number"))
         elif value is None and mtype is count_type:
             value = 1.0
         elif mtype is unique_type and vtype is str and value:
-            pass
+            pass  # an identity: a non-empty string, or a number made canonical above
         elif mtype is unique_type:
             problems.append(Problem(f"metrics[{i}].value", "must be a non-empty string or a finite number"))
         else:
@@ -259,7 +263,10 @@ def parse_points(
         if raw_tags is None:
             tags: Tags = ()
         elif type(raw_tags) is dict:
-            tags = tags_cache.get(tuple(raw_tags.items()))  # type: ignore[assignment]
+            try:
+                tags = tags_cache.get(tuple(raw_tags.items()))
+            except TypeError:  # an unhashable tag value: _check_tags says what is wrong
+                tags = None  # type: ignore[assignment]
             if tags is None:
                 tags = _check_tags(raw_tags, f"metrics[{i}].tags", problems)
         else:
@@ -269,7 +276,10 @@ def parse_points(
         if raw_ts is None:
             ts = now
         elif ttype is float or ttype is int:
-            ts = float(raw_ts)
+            try:
+                ts = float(raw_ts)
+            except OverflowError:
+                ts = math.inf
             if not isfinite(ts):
                 problems.append(
                     Problem(f"metrics[{i}].timestamp", "must be a finite number of epoch seconds")
@@ -300,6 +310,51 @@ def parse_points(
         out_tags.append(tags)
         out_ts.append(ts)
         out_values.append(value)
+    return rejected
+
+
+def parse_points(
+    raw_points: Sequence[Any],
+    now: float,
+    *,
+    known_types: Mapping[str, MetricType] | None = None,
+    oldest: float = -math.inf,
+    native: bool = True,
+) -> tuple[PointBatch, list[Rejection]]:
+    """Validate the seed's point dicts; the valid ones come back as a batch, the rest as rejections.
+
+    `known_types` (name -> type already registered) refuses type conflicts, and `oldest` points
+    older than every retention, in the same pass. This is the ingest hot path: the C speedup
+    (when built) takes the ordinary points and hands the rest to the Python parser; problem
+    texts are only built for points that have one. `native=False` forces pure Python.
+    """
+    batch = PointBatch()
+    if native and _speedups is not None and type(raw_points) is list:
+        slow = _speedups.fast_parse(
+            raw_points,
+            now,
+            now + MAX_FUTURE_SECONDS,
+            oldest,
+            _CACHE.names,
+            _CACHE.tags,
+            known_types if known_types is not None else {},
+            _TYPES_BY_VALUE,
+            MetricType.UNIQUE,
+            MetricType.COUNT,
+            batch.index,
+            batch.names,
+            batch.types,
+            batch.tags,
+            batch.timestamps,
+            batch.values,
+        )
+        rejected = (
+            _parse_python([raw_points[i] for i in slow], now, known_types, oldest, batch, slow)
+            if slow
+            else []
+        )
+    else:
+        rejected = _parse_python(raw_points, now, known_types, oldest, batch)
     _CACHE.trim()
     return batch, rejected
 

@@ -1,0 +1,75 @@
+"""The C speedup of parse_points gives exactly what the Python reference parser gives."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from rtanalytics.core import metrics
+from rtanalytics.core.metrics import MetricType, parse_points
+
+NOW = 1_700_000_000.0
+
+pytestmark = pytest.mark.skipif(metrics._speedups is None, reason="the C speedup is not built here")
+
+anything = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(10**30), max_value=10**30),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=5),
+    st.lists(st.integers(), max_size=2),
+)
+point = st.fixed_dictionaries(
+    {},
+    optional={
+        "name": st.one_of(st.sampled_from(["api.requests.count", "a", "b.c", "bad name", ""]), anything),
+        "type": st.one_of(st.sampled_from([t.value for t in MetricType]), anything),
+        "value": st.one_of(st.floats(min_value=-1e6, max_value=1e6), st.integers(-1000, 10**20), anything),
+        "tags": st.one_of(
+            st.dictionaries(
+                st.sampled_from(["endpoint", "status", "1bad"]),
+                st.sampled_from(["/x", "200", "500"]),
+                max_size=3,
+            ),
+            anything,
+        ),
+        "timestamp": st.one_of(
+            st.floats(min_value=NOW - 40 * 86_400, max_value=NOW + 900),
+            st.integers(min_value=int(NOW) - 100, max_value=int(NOW) + 100),
+            st.just("2023-11-14T22:13:20Z"),
+            anything,
+        ),
+        "window": st.one_of(st.sampled_from(["1m", "5m", "1500ms"]), anything),
+    },
+)
+
+
+def canonical(batch: metrics.PointBatch, rejected: list) -> tuple:
+    rows = sorted(
+        zip(batch.index, batch.names, batch.types, batch.tags, batch.timestamps, batch.values, strict=True)
+    )
+    return rows, batch.windows, sorted((r.index, r.problems) for r in rejected)
+
+
+@given(
+    st.lists(st.one_of(point, anything), max_size=30),
+    st.dictionaries(st.sampled_from(["a", "b.c"]), st.sampled_from(list(MetricType))),
+)
+def test_native_and_python_parsers_agree(points: list[Any], known: dict[str, MetricType]) -> None:
+    oldest = NOW - 30 * 86_400
+    python = parse_points(points, NOW, known_types=known, oldest=oldest, native=False)
+    native = parse_points(points, NOW, known_types=known, oldest=oldest, native=True)
+    assert canonical(*native) == canonical(*python)
+    # and again, now that names and tag sets are cached as valid
+    assert canonical(*parse_points(points, NOW, known_types=known, oldest=oldest)) == canonical(*python)
+
+
+def test_huge_integers_are_refused_not_crashed() -> None:
+    batch, rejected = parse_points([{"name": "a", "type": "sum", "value": 10**400}], NOW)
+    assert len(batch) == 0 and rejected[0].problems[0].field == "metrics[0].value"
+    batch, rejected = parse_points([{"name": "a", "type": "sum", "value": 1, "timestamp": 10**400}], NOW)
+    assert len(batch) == 0 and rejected[0].problems[0].field == "metrics[0].timestamp"
