@@ -221,11 +221,11 @@ def _parse_python(
             else:
                 names_ok.add(name)
         raw_type = point.get("type")
-        mtype = types_by_value.get(raw_type) if type(raw_type) is str else None  # type: ignore[arg-type]
+        mtype = types_by_value.get(raw_type) if type(raw_type) is str else None
         if mtype is None:
             problems.append(Problem(f"metrics[{i}].type", f"must be one of {', '.join(types_by_value)}"))
         else:
-            held = known.get(name) if name is not None else None  # type: ignore[arg-type]
+            held = known.get(name) if name is not None else None
             if held is not None and held is not mtype:
                 problems.append(
                     Problem(
@@ -264,11 +264,10 @@ def _parse_python(
             tags: Tags = ()
         elif type(raw_tags) is dict:
             try:
-                tags = tags_cache.get(tuple(raw_tags.items()))
+                cached = tags_cache.get(tuple(raw_tags.items()))
             except TypeError:  # an unhashable tag value: _check_tags says what is wrong
-                tags = None  # type: ignore[assignment]
-            if tags is None:
-                tags = _check_tags(raw_tags, f"metrics[{i}].tags", problems)
+                cached = None
+            tags = cached if cached is not None else _check_tags(raw_tags, f"metrics[{i}].tags", problems)
         else:
             tags = _check_tags(raw_tags, f"metrics[{i}].tags", problems)
         raw_ts = point.get("timestamp")
