@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import struct
 from collections.abc import Iterable, Sequence
+from typing import cast
 
 import datasketches
 import numpy as np
@@ -140,6 +141,34 @@ class QuantileSketch:
                 offset += 16 * n
         out.count = zero + sum(out.positive.values()) + sum(out.negative.values())
         return out
+
+
+def add_to_cells(cells: np.ndarray, positions: np.ndarray, values: np.ndarray) -> None:
+    """Add each value to the sketch at `cells[position]` (an object array; None starts one).
+
+    The ingest path of rollup stores: bins for the whole batch come from one numpy call and
+    each value then costs two dict operations.
+    """
+    absolute = np.abs(values)
+    indexable = absolute > _MIN_INDEXABLE
+    keys = np.zeros(values.shape, dtype=np.int64)
+    keys[indexable] = np.ceil(np.log(absolute[indexable]) / _LOG_GAMMA)
+    signs = np.where(indexable, np.sign(values), 0).astype(np.int64)
+    key_list = cast(list[int], keys.tolist())
+    sign_list = cast(list[int], signs.tolist())
+    for position, key, sign in zip(positions.tolist(), key_list, sign_list):
+        sketch = cells[position]
+        if sketch is None:
+            sketch = cells[position] = QuantileSketch()
+        sketch.count += 1
+        if sign > 0:
+            store = sketch.positive
+            store[key] = store.get(key, 0) + 1
+        elif sign < 0:
+            store = sketch.negative
+            store[key] = store.get(key, 0) + 1
+        else:
+            sketch.zero += 1
 
 
 def _bin_value(key: int) -> float:

@@ -98,3 +98,17 @@ def test_small_distinct_counts_are_exact(things: set[str]) -> None:
         sketch.add(thing)
         sketch.add(thing)
     assert round(sketch.estimate()) == len(things)
+
+
+@given(values)
+def test_adding_to_cells_equals_adding_one_by_one(xs: list[float]) -> None:
+    from rtanalytics.core.sketches import add_to_cells
+
+    cells = np.full(3, None, dtype=object)
+    positions = np.arange(len(xs)) % 3
+    add_to_cells(cells, positions, np.array(xs))
+    for position in range(3):
+        expected = QuantileSketch()
+        for x in xs[position::3]:
+            expected.add(x)
+        assert (cells[position] or QuantileSketch()) == expected

@@ -20,6 +20,11 @@ from rtanalytics.ports.metric_store import SeriesSet, StoreStats
 from .rings import Ring
 
 _INITIAL_ROWS = 64
+_KINDS = list(StateKind)
+_KIND_CODE = {kind: code for code, kind in enumerate(_KINDS)}
+_KIND_BITS = 2
+_KIND_MASK = (1 << _KIND_BITS) - 1
+assert len(_KINDS) <= 1 << _KIND_BITS
 
 
 class _Table:
@@ -74,6 +79,8 @@ class _Tenant:
     def __init__(self) -> None:
         self.infos: dict[str, MetricInfo] = {}
         self.tables: dict[StateKind, _Table] = {}
+        # (name, tags) -> row << _KIND_BITS | kind code: one dict lookup per point on the hot path
+        self.codes: dict[tuple[str, Tags], int] = {}
 
     def series_count(self) -> int:
         return sum(len(t.rows) for t in self.tables.values())
@@ -115,53 +122,78 @@ class MemoryMetricStore:
 
     async def write(self, tenant: str, batch: PointBatch, now: float, max_series: int) -> list[int]:
         state = self._tenant(tenant)
-        refused: list[int] = []
-        total = state.series_count()
-        per_kind: dict[StateKind, tuple[list[int], list[float], list[object]]] = {}
-        types = batch.types
-        names = batch.names
-        tagsets = batch.tags
-        timestamps = batch.timestamps
-        values = batch.values
-        for i in range(len(names)):
-            kind = KIND_OF_TYPE[types[i]]
-            table = state.tables.get(kind)
-            if table is None:
-                table = state.tables[kind] = _Table(kind, self.tiers)
-            key = (names[i], tagsets[i])
-            row = table.rows.get(key)
-            if row is None:
-                if total >= max_series:
-                    refused.append(i)
-                    continue
-                row = table.new_row(key)
-                total += 1
-            columns = per_kind.get(kind)
-            if columns is None:
-                columns = per_kind[kind] = ([], [], [])
-            columns[0].append(row)
-            columns[1].append(timestamps[i])
-            columns[2].append(values[i])
-        for kind, (rows_l, ts_l, vals_l) in per_kind.items():
+        get = state.codes.get
+        codes = [get(key, -1) for key in zip(batch.names, batch.tags)]
+        refused = self._admit(state, batch, codes, max_series) if -1 in codes else []
+        code = np.array(codes, dtype=np.int64)
+        ts_all = np.array(batch.timestamps, dtype=np.float64)
+        kinds = code & _KIND_MASK
+        rows_all = code >> _KIND_BITS
+        if refused:
+            kinds[code < 0] = -1
+        distinct = _KIND_CODE[StateKind.DISTINCT]
+        has_distinct = bool((kinds == distinct).any())
+        if has_distinct:
+            numeric_all = np.array([v if type(v) is float else 0.0 for v in batch.values], dtype=np.float64)
+        else:
+            numeric_all = np.array(batch.values, dtype=np.float64)
+        present = np.unique(kinds).tolist()
+        for kind_code in present:
+            if kind_code < 0:
+                continue
+            kind = _KINDS[kind_code]
             table = state.tables[kind]
-            rows = np.array(rows_l, dtype=np.int64)
-            ts = np.array(ts_l, dtype=np.float64)
+            if len(present) == 1:
+                rows, ts, numeric, pick = rows_all, ts_all, numeric_all, None
+            else:
+                pick = np.flatnonzero(kinds == kind_code)
+                rows, ts, numeric = rows_all[pick], ts_all[pick], numeric_all[pick]
             np.maximum.at(table.last_write, rows, ts)
-            numeric = None if kind is StateKind.DISTINCT else np.array(vals_l, dtype=np.float64)
+            identities: list[str] | None = None
+            if kind is StateKind.DISTINCT:
+                identities = batch.values if pick is None else [batch.values[i] for i in pick.tolist()]
             for ring in table.rings:
                 keep = np.floor(ts / ring.res) * ring.res >= ring.tier.oldest(now)
                 if keep.all():
-                    r, t, v, ids = rows, ts, numeric, vals_l
+                    r, t, v, ids = rows, ts, numeric, identities
                 elif keep.any():
-                    r, t = rows[keep], ts[keep]
-                    v = numeric[keep] if numeric is not None else None
-                    ids = [x for x, k in zip(vals_l, keep.tolist()) if k]
+                    r, t, v = rows[keep], ts[keep], numeric[keep]
+                    ids = (
+                        [x for x, k in zip(identities, keep.tolist()) if k]
+                        if identities is not None
+                        else None
+                    )
                 else:
                     continue
-                if v is not None:
+                if ids is None:
                     ring.add(r, t, v)
                 else:
-                    ring.add_identities(r, t, ids)  # type: ignore[arg-type]
+                    ring.add_identities(r, t, ids)
+        return refused
+
+    def _admit(self, state: _Tenant, batch: PointBatch, codes: list[int], max_series: int) -> list[int]:
+        """Create rows for new series (filling `codes`); return positions refused for the limit."""
+        refused = []
+        total = state.series_count()
+        for i, code in enumerate(codes):
+            if code != -1:
+                continue
+            key = (batch.names[i], batch.tags[i])
+            known = state.codes.get(key)
+            if known is not None:  # the same new series earlier in this batch
+                codes[i] = known
+                continue
+            if total >= max_series:
+                codes[i] = -2
+                refused.append(i)
+                continue
+            kind = KIND_OF_TYPE[batch.types[i]]
+            table = state.tables.get(kind)
+            if table is None:
+                table = state.tables[kind] = _Table(kind, self.tiers)
+            row = table.new_row(key)
+            codes[i] = state.codes[key] = (row << _KIND_BITS) | _KIND_CODE[kind]
+            total += 1
         return refused
 
     async def series(self, tenant: str, name: str) -> SeriesSet:
@@ -253,7 +285,9 @@ class MemoryMetricStore:
                     continue
                 stale = np.flatnonzero(used & (table.last_write[: len(used)] < horizon))
                 for row in stale.tolist():
+                    key = table.keys[row]
                     table.drop_row(row)
+                    del state.codes[key]  # type: ignore[arg-type]
                 dropped += len(stale)
         return dropped
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from rtanalytics.core.metrics import StateKind
-from rtanalytics.core.sketches import DistinctSketch, QuantileSketch
+from rtanalytics.core.sketches import DistinctSketch, add_to_cells
 from rtanalytics.core.states import EMPTY, FIELDS, HAS_SKETCH
 from rtanalytics.core.windows import Tier
 
@@ -97,12 +97,7 @@ class Ring:
             last[flat_o[newer]] = val_o[newer]
             last_ts[flat_o[newer]] = ts_o[newer]
         if self.sketches is not None:
-            sketches = self.sketches.reshape(-1)
-            for cell, value in zip(flat.tolist(), values.tolist()):
-                sketch = sketches[cell]
-                if sketch is None:
-                    sketch = sketches[cell] = QuantileSketch()
-                sketch.add(value)
+            add_to_cells(self.sketches.reshape(-1), flat, values)
 
     def add_identities(self, rows: np.ndarray, ts: np.ndarray, identities: list[str]) -> None:
         """Fold `unique` points (canonical identity strings) into their buckets."""
