@@ -15,6 +15,7 @@ from rtanalytics.ports.metric_store import MetricStore
 
 STORE_FACTORIES: dict[str, Callable[[], MetricStore]] = {
     "memory": lambda: MemoryMetricStore(default_tiers()),
+    "memory-numpy": lambda: MemoryMetricStore(default_tiers(), native=False),  # without the C kernel
 }
 
 

@@ -13,11 +13,17 @@ import numpy as np
 
 from rtanalytics.core.metrics import KIND_OF_TYPE, MetricInfo, PointBatch, StateKind, Tags
 from rtanalytics.core.planner import Plan
+from rtanalytics.core.sketches import add_identities_to_cells, add_to_cells, cell_sketch, merge_cell
 from rtanalytics.core.states import Partials
 from rtanalytics.core.windows import Tier, default_tiers
 from rtanalytics.ports.metric_store import SeriesSet, StoreStats
 
 from .rings import Ring
+
+try:  # the optional C write kernel (setup.py); rings.py's numpy code is the reference
+    from rtanalytics.adapters.memory import _kernel  # type: ignore[attr-defined]
+except ImportError:  # pragma: no cover - depends on the build
+    _kernel = None
 
 _INITIAL_ROWS = 64
 _KINDS = list(StateKind)
@@ -89,8 +95,9 @@ class _Tenant:
 class MemoryMetricStore:
     """MetricStore in this process's memory, with the tier retentions of the Ignite design."""
 
-    def __init__(self, tiers: Sequence[Tier] | None = None) -> None:
+    def __init__(self, tiers: Sequence[Tier] | None = None, *, native: bool = True) -> None:
         self.tiers = tuple(tiers) if tiers is not None else default_tiers()
+        self.native = native  # False: the numpy reference path even where the C kernel is built
         self._tenants: dict[str, _Tenant] = {}
 
     async def start(self) -> None:
@@ -122,10 +129,19 @@ class MemoryMetricStore:
 
     async def write(self, tenant: str, batch: PointBatch, now: float, max_series: int) -> list[int]:
         state = self._tenant(tenant)
-        get = state.codes.get
-        codes = [get(key, -1) for key in zip(batch.names, batch.tags)]
-        refused = self._admit(state, batch, codes, max_series) if -1 in codes else []
-        code = np.array(codes, dtype=np.int64)
+        refused: list[int] = []
+        if _kernel is not None and self.native:
+            code = np.empty(len(batch), dtype=np.int64)
+            if _kernel.lookup(state.codes, batch.names, batch.tags, code):
+                codes = code.tolist()
+                refused = self._admit(state, batch, codes, max_series)
+                code = np.array(codes, dtype=np.int64)
+        else:
+            get = state.codes.get
+            codes = [get(key, -1) for key in zip(batch.names, batch.tags)]
+            if -1 in codes:
+                refused = self._admit(state, batch, codes, max_series)
+            code = np.array(codes, dtype=np.int64)
         ts_all = np.array(batch.timestamps, dtype=np.float64)
         kinds = code & _KIND_MASK
         rows_all = code >> _KIND_BITS
@@ -152,23 +168,10 @@ class MemoryMetricStore:
             identities: list[str] | None = None
             if kind is StateKind.DISTINCT:
                 identities = batch.values if pick is None else [batch.values[i] for i in pick.tolist()]
-            for ring in table.rings:
-                keep = np.floor(ts / ring.res) * ring.res >= ring.tier.oldest(now)
-                if keep.all():
-                    r, t, v, ids = rows, ts, numeric, identities
-                elif keep.any():
-                    r, t, v = rows[keep], ts[keep], numeric[keep]
-                    ids = (
-                        [x for x, k in zip(identities, keep.tolist()) if k]
-                        if identities is not None
-                        else None
-                    )
-                else:
-                    continue
-                if ids is None:
-                    ring.add(r, t, v)
-                else:
-                    ring.add_identities(r, t, ids)
+            if _kernel is not None and self.native:
+                _fold_native(table.rings, rows, ts, numeric, identities, now)
+            else:
+                _fold_numpy(table.rings, rows, ts, numeric, identities, now)
         return refused
 
     def _admit(self, state: _Tenant, batch: PointBatch, codes: list[int], max_series: int) -> list[int]:
@@ -241,15 +244,17 @@ class MemoryMetricStore:
             s_ids = slots[s_starts]
             s_lens = np.diff(np.r_[s_starts, len(cols)])
             block = np.ix_(rows, cols)
+            records = ring.data[block]  # (rows, columns, fields): one gather for every field
+            position = {f: i for i, f in enumerate(ring.fields)}
             part = Partials(kind, group_count, plan.slots)
             cell = np.ix_(g_ids, s_ids)
             for field, fold in (("count", np.add), ("sum", np.add), ("min", np.minimum), ("max", np.maximum)):
-                if field in ring.arrays and (fields is None or field in fields):
-                    sub = fold.reduceat(ring.arrays[field][block], s_starts, axis=1)
+                if field in position and (fields is None or field in fields):
+                    sub = fold.reduceat(records[:, :, position[field]], s_starts, axis=1)
                     part.fields[field][cell] = fold.reduceat(sub, g_starts, axis=0)
-            if "last" in ring.arrays and (fields is None or "last" in fields):
-                ts_sub = ring.arrays["last_ts"][block]
-                last_sub = ring.arrays["last"][block]
+            if "last" in position and (fields is None or "last" in fields):
+                ts_sub = records[:, :, position["last_ts"]]
+                last_sub = records[:, :, position["last"]]
                 t1 = np.maximum.reduceat(ts_sub, s_starts, axis=1)
                 l1 = np.maximum.reduceat(
                     np.where(ts_sub == np.repeat(t1, s_lens, axis=1), last_sub, -np.inf), s_starts, axis=1
@@ -265,13 +270,14 @@ class MemoryMetricStore:
                 sub_sketches = ring.sketches[block]
                 row_group = np.repeat(g_ids, g_lens)
                 col_slot = np.repeat(s_ids, s_lens)
+                distinct = kind is StateKind.DISTINCT
                 for r, c in zip(*np.nonzero(sub_sketches != None)):  # noqa: E711
                     target = (row_group[r], col_slot[c])
                     held_sketch = part.sketches[target]
                     if held_sketch is None:
-                        part.sketches[target] = sub_sketches[r, c].copy()
+                        part.sketches[target] = cell_sketch(sub_sketches[r, c], distinct)
                     else:
-                        held_sketch.merge(sub_sketches[r, c])
+                        merge_cell(held_sketch, sub_sketches[r, c])
             out.merge(part)
         return out
 
@@ -305,7 +311,63 @@ class MemoryMetricStore:
         for state in self._tenants.values():
             for table in state.tables.values():
                 for ring in table.rings:
-                    total += sum(a.nbytes for a in ring.arrays.values())
+                    total += ring.data.nbytes
                     if ring.sketches is not None:
                         total += ring.sketches.nbytes
         return total
+
+
+def _fold_numpy(
+    rings: Sequence[Ring],
+    rows: np.ndarray,
+    ts: np.ndarray,
+    numeric: np.ndarray,
+    ids: list[str] | None,
+    now: float,
+) -> None:
+    """Points into every tier that keeps them, with numpy (the reference path)."""
+    for ring in rings:
+        keep = np.floor(ts / ring.res) * ring.res >= ring.tier.oldest(now)
+        if not keep.any():
+            continue
+        if keep.all():
+            r, t, v, kept_ids = rows, ts, numeric, ids
+        else:
+            r, t, v = rows[keep], ts[keep], numeric[keep]
+            kept_ids = [x for x, k in zip(ids, keep.tolist()) if k] if ids is not None else None
+        if kept_ids is None:
+            ring.add(r, t, v)
+        else:
+            ring.add_identities(r, t, kept_ids)
+
+
+def _fold_native(
+    rings: Sequence[Ring],
+    rows: np.ndarray,
+    ts: np.ndarray,
+    numeric: np.ndarray,
+    ids: list[str] | None,
+    now: float,
+) -> None:
+    """The same with the C kernel: one pass over the batch for every tier, then the sketches."""
+    cells = [np.empty(len(rows), dtype=np.int64) if ring.sketches is not None else None for ring in rings]
+    tiers = [
+        (ring.res, ring.tier.oldest(now), ring.starts, ring.data, ring.offsets(), cell)
+        for ring, cell in zip(rings, cells)
+    ]
+    reset = _kernel.fold(
+        np.ascontiguousarray(rows), np.ascontiguousarray(ts), np.ascontiguousarray(numeric), tiers
+    )
+    for tier, column in reset:
+        sketches = rings[tier].sketches
+        if sketches is not None:
+            sketches[:, column] = None
+    for ring, cell in zip(rings, cells):
+        if ring.sketches is None or cell is None:
+            continue
+        taken = cell >= 0
+        flat = ring.sketches.reshape(-1)
+        if ids is None:
+            add_to_cells(flat, cell[taken], numeric[taken])
+        else:
+            add_identities_to_cells(flat, cell.tolist(), ids)

@@ -10,17 +10,24 @@ from __future__ import annotations
 import numpy as np
 
 from rtanalytics.core.metrics import StateKind
-from rtanalytics.core.sketches import DistinctSketch, add_to_cells
+from rtanalytics.core.sketches import add_identities_to_cells, add_to_cells
 from rtanalytics.core.states import EMPTY, FIELDS, HAS_SKETCH
 from rtanalytics.core.windows import Tier
 
 _NO_BUCKET = np.iinfo(np.int64).min
+_ALL_FIELDS = ("count", "sum", "min", "max", "last", "last_ts")
 
 
 class Ring:
-    """Bucket states of one tier for every row of a table."""
+    """Bucket states of one tier for every row of a table.
 
-    __slots__ = ("arrays", "columns", "fields", "res", "sketches", "starts", "tier")
+    The fields of a bucket lie side by side (`data[row, column, field]`): a write touches one
+    cache line per tier instead of one per field, which is what bounds ingest once the rings
+    outgrow the CPU caches (bench/ingest_engine.py: ~2.0 -> ~1.1 us per point for 12,000 series).
+    `arrays` holds a strided view of each field for reads.
+    """
+
+    __slots__ = ("arrays", "columns", "data", "fields", "res", "sketches", "starts", "tier")
 
     def __init__(self, tier: Tier, kind: StateKind, capacity: int) -> None:
         self.tier = tier
@@ -28,27 +35,45 @@ class Ring:
         self.columns = tier.columns()
         self.fields = FIELDS[kind]
         self.starts = np.full(self.columns, _NO_BUCKET, dtype=np.int64)
-        self.arrays = {f: np.full((capacity, self.columns), EMPTY[f]) for f in self.fields}
+        self.data = self._empty(capacity)
+        self.arrays: dict[str, np.ndarray] = {}
+        self._views()
         self.sketches: np.ndarray | None = (
             np.full((capacity, self.columns), None, dtype=object) if kind in HAS_SKETCH else None
         )
 
+    def _empty(self, capacity: int) -> np.ndarray:
+        data = np.empty((capacity, self.columns, len(self.fields)))
+        data[...] = [EMPTY[f] for f in self.fields]
+        return data
+
+    def _views(self) -> None:
+        self.arrays = {f: self.data[:, :, i] for i, f in enumerate(self.fields)}
+
+    def offsets(self) -> tuple[int, ...]:
+        """Position of count, sum, min, max, last, last_ts within a bucket (-1: not kept)."""
+        return tuple(self.fields.index(f) if f in self.fields else -1 for f in _ALL_FIELDS)
+
     def grow(self, capacity: int) -> None:
-        old = self.arrays["count"].shape[0]
-        for f in self.fields:
-            bigger = np.full((capacity, self.columns), EMPTY[f])
-            bigger[:old] = self.arrays[f]
-            self.arrays[f] = bigger
+        old = self.data.shape[0]
+        bigger = self._empty(capacity)
+        bigger[:old] = self.data
+        self.data = bigger
+        self._views()
         if self.sketches is not None:
             sketches = np.full((capacity, self.columns), None, dtype=object)
             sketches[:old] = self.sketches
             self.sketches = sketches
 
     def clear_row(self, row: int) -> None:
-        for f in self.fields:
-            self.arrays[f][row] = EMPTY[f]
+        self.data[row] = [EMPTY[f] for f in self.fields]
         if self.sketches is not None:
             self.sketches[row] = None
+
+    def clear_column(self, col: int) -> None:
+        self.data[:, col] = [EMPTY[f] for f in self.fields]
+        if self.sketches is not None:
+            self.sketches[:, col] = None
 
     def claim(self, buckets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Columns for these bucket starts, clearing columns that held an older bucket.
@@ -63,10 +88,7 @@ class Ring:
         stale = wanted > held
         if stale.any():
             for col in uniq[stale].tolist():
-                for f in self.fields:
-                    self.arrays[f][:, col] = EMPTY[f]
-                if self.sketches is not None:
-                    self.sketches[:, col] = None
+                self.clear_column(col)
             self.starts[uniq[stale]] = wanted[stale]
         if (wanted < held).any():
             usable = self.starts[cols] == buckets
@@ -79,37 +101,29 @@ class Ring:
         cols, usable = self.claim(buckets)
         if not usable.all():
             rows, ts, values, cols = rows[usable], ts[usable], values[usable], cols[usable]
-        flat = rows * self.columns + cols
+        cell = (rows, cols)
         a = self.arrays
-        np.add.at(a["count"].reshape(-1), flat, 1.0)
+        np.add.at(a["count"], cell, 1.0)
         if "sum" in a:
-            np.add.at(a["sum"].reshape(-1), flat, values)
+            np.add.at(a["sum"], cell, values)
         if "min" in a:
-            np.minimum.at(a["min"].reshape(-1), flat, values)
-            np.maximum.at(a["max"].reshape(-1), flat, values)
-            last = a["last"].reshape(-1)
-            last_ts = a["last_ts"].reshape(-1)
+            np.minimum.at(a["min"], cell, values)
+            np.maximum.at(a["max"], cell, values)
             order = np.lexsort((values, ts))
-            flat_o, ts_o, val_o = flat[order], ts[order], values[order]
-            held_ts, held = last_ts[flat_o], last[flat_o]
+            rows_o, cols_o, ts_o, val_o = rows[order], cols[order], ts[order], values[order]
+            held_ts, held = a["last_ts"][rows_o, cols_o], a["last"][rows_o, cols_o]
             newer = (ts_o > held_ts) | ((ts_o == held_ts) & (val_o > held))
             # Sorted ascending, so for a repeated cell the latest (largest) assignment lands last.
-            last[flat_o[newer]] = val_o[newer]
-            last_ts[flat_o[newer]] = ts_o[newer]
+            a["last"][rows_o[newer], cols_o[newer]] = val_o[newer]
+            a["last_ts"][rows_o[newer], cols_o[newer]] = ts_o[newer]
         if self.sketches is not None:
-            add_to_cells(self.sketches.reshape(-1), flat, values)
+            add_to_cells(self.sketches.reshape(-1), rows * self.columns + cols, values)
 
     def add_identities(self, rows: np.ndarray, ts: np.ndarray, identities: list[str]) -> None:
         """Fold `unique` points (canonical identity strings) into their buckets."""
         buckets = (np.floor(ts / self.res).astype(np.int64)) * self.res
         cols, usable = self.claim(buckets)
-        flat = rows * self.columns + cols
-        np.add.at(self.arrays["count"].reshape(-1), flat[usable], 1.0)
+        np.add.at(self.arrays["count"], (rows[usable], cols[usable]), 1.0)
         assert self.sketches is not None
-        sketches = self.sketches.reshape(-1)
-        for cell, identity, ok in zip(flat.tolist(), identities, usable.tolist()):
-            if ok:
-                sketch = sketches[cell]
-                if sketch is None:
-                    sketch = sketches[cell] = DistinctSketch()
-                sketch.add(identity)
+        positions = np.where(usable, rows * self.columns + cols, -1)
+        add_identities_to_cells(self.sketches.reshape(-1), positions.tolist(), identities)

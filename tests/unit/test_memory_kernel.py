@@ -1,0 +1,83 @@
+"""The memory store's C write kernel leaves exactly what its numpy reference path leaves."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from rtanalytics.adapters.memory import metric_store
+from rtanalytics.adapters.memory.metric_store import MemoryMetricStore
+from rtanalytics.core.metrics import MetricInfo, MetricType, PointBatch
+from rtanalytics.core.sketches import cell_sketch
+from rtanalytics.core.windows import Tier
+
+pytestmark = pytest.mark.skipif(metric_store._kernel is None, reason="the C kernel is not built here")
+
+NOW = 1_700_000_000.0
+# Small rings, so that columns wrap and get reset within a test
+TIERS = (Tier("raw", 1, 30), Tier("fine", 10, 120), Tier("coarse", 60, 600))
+TYPES = [MetricType.SUM, MetricType.AVERAGE, MetricType.PERCENTILE, MetricType.UNIQUE]
+
+point = st.tuples(
+    st.sampled_from(range(len(TYPES))),
+    st.sampled_from(["a", "b", "c"]),
+    st.floats(min_value=-700, max_value=600),  # seconds from NOW: old, current, future
+    st.integers(min_value=-5, max_value=5).map(float),
+)
+
+
+def as_batch(points: list[tuple[int, str, float, float]]) -> PointBatch:
+    batch = PointBatch()
+    for i, (t, tag, offset, value) in enumerate(points):
+        mtype = TYPES[t]
+        batch.index.append(i)
+        batch.names.append(f"m{t}")
+        batch.types.append(mtype)
+        batch.tags.append((("k", tag),))
+        batch.timestamps.append(NOW + offset)
+        batch.values.append(str(int(value)) if mtype is MetricType.UNIQUE else value)
+    return batch
+
+
+@given(
+    st.lists(st.lists(point, max_size=25), max_size=4),
+    st.lists(st.floats(min_value=0, max_value=200), max_size=4),
+)
+def test_kernel_and_numpy_paths_agree(batches: list, steps: list) -> None:
+    stores = [MemoryMetricStore(TIERS, native=True), MemoryMetricStore(TIERS, native=False)]
+
+    async def run() -> None:
+        now = NOW
+        for store in stores:
+            await store.claim("t", [MetricInfo(f"m{t}", mtype) for t, mtype in enumerate(TYPES)])
+        for k, points in enumerate(batches):
+            now += steps[k] if k < len(steps) else 0.0
+            for store in stores:
+                await store.write("t", as_batch(points), now, 1_000)
+
+    asyncio.run(run())
+    native, reference = (s._tenants.get("t") for s in stores)
+    if native is None:
+        assert reference is None
+        return
+    assert set(native.tables) == set(reference.tables)
+    for kind, table in native.tables.items():
+        other = reference.tables[kind]
+        for ring, ring_ref in zip(table.rings, other.rings):
+            assert np.array_equal(ring.starts, ring_ref.starts)
+            live = ring.starts != np.iinfo(np.int64).min
+            assert np.array_equal(ring.data[:, live], ring_ref.data[:, live])
+            if ring.sketches is not None:
+                distinct = kind.value == "distinct"
+                for a, b in zip(ring.sketches[:, live].ravel(), ring_ref.sketches[:, live].ravel()):
+                    assert (a is None) == (b is None)
+                    if a is not None:
+                        sa, sb = cell_sketch(a, distinct), cell_sketch(b, distinct)
+                        if distinct:
+                            assert sa.estimate() == sb.estimate()
+                        else:
+                            assert sa == sb
