@@ -51,7 +51,7 @@ def build_engine(
         raise ValidationError.of(problems)
     tiers = default_tiers(config.coarse_retention_s)
     if store is None:
-        store = MemoryMetricStore(tiers)
+        store = MemoryMetricStore(tiers, memory_budget=config.memory_budget_mb * 2**20)
     return AnalyticsEngine(store, clock or SystemClock(), limits=_limits(config), tiers=tiers)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping
 
@@ -14,6 +15,15 @@ BACKENDS = ("memory",)
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 TENANT_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
 _TENANT_RE = re.compile(TENANT_PATTERN)
+
+
+def default_memory_budget_mb() -> int:
+    """Half the machine's memory: what the embedded store's rings may take before refusing series."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - not a POSIX system
+        return 4_096
+    return max(256, total // 2 // 2**20)
 
 
 @attrs.frozen
@@ -33,6 +43,7 @@ class Config:
     max_request_bytes: int = 10 * 1024 * 1024
     max_points_per_request: int = 10_000
     coarse_retention_s: int = 30 * 86_400
+    memory_budget_mb: int = attrs.field(factory=lambda: default_memory_budget_mb())
     api_keys: Mapping[str, str] = attrs.field(factory=dict)  # key -> tenant
     event_topics: tuple[str, ...] = ()
 
@@ -67,6 +78,7 @@ class Config:
         integer("MAX_QUERY_SIZE", "max_query_size")
         integer("RTA_MAX_SERIES", "max_series_per_tenant")
         integer("RTA_MAX_REQUEST_BYTES", "max_request_bytes")
+        integer("RTA_MEMORY_BUDGET_MB", "memory_budget_mb")
         if env.get("CASSANDRA_HOSTS"):
             values["cassandra_hosts"] = tuple(
                 h.strip() for h in env["CASSANDRA_HOSTS"].split(",") if h.strip()

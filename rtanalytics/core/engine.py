@@ -7,7 +7,7 @@ library) runs this same code.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -31,7 +31,14 @@ from rtanalytics.core.metrics import (
 )
 from rtanalytics.core.planner import Plan, plan_range, plan_trailing, range_buckets
 from rtanalytics.core.query import Query, TagFilter, parse_query
-from rtanalytics.core.results import IngestResult, QueryMeta, QueryResult, ResultRow, SeriesPoint
+from rtanalytics.core.results import (
+    IngestResult,
+    MetricSnapshot,
+    QueryMeta,
+    QueryResult,
+    ResultRow,
+    SeriesPoint,
+)
 from rtanalytics.core.selection import SelectionCache
 from rtanalytics.core.states import (
     DEFAULT_AGGREGATION,
@@ -112,14 +119,9 @@ class AnalyticsEngine:
         accepted = 0
         if len(batch):
             refused = await self.store.write(tenant, batch, now, self.limits.max_series_per_tenant)
-            if refused:
-                limit = self.limits.max_series_per_tenant
-                for i in refused:
-                    problem = Problem(
-                        f"metrics[{batch.index[i]}]",
-                        f"would start a new series, but tenant {tenant!r} has reached its limit of {limit} active series",
-                    )
-                    rejected.append(Rejection(batch.index[i], (problem,)))
+            for i, reason in refused:
+                problem = Problem(f"metrics[{batch.index[i]}]", f"would start a new series, but {reason}")
+                rejected.append(Rejection(batch.index[i], (problem,)))
             accepted = len(batch) - len(refused)
             if accepted and self._listeners:
                 names = frozenset(batch.names)
@@ -333,6 +335,37 @@ class AnalyticsEngine:
         if tags:
             q = attrs.evolve(q, filters=tuple(TagFilter(k, "eq", v) for k, v in tags.items()))
         return await self.query(q, tenant)
+
+    async def snapshots(self, tenant: str = "default") -> AsyncIterator[MetricSnapshot]:
+        """Every metric of the tenant, series by series, one metric at a time (for exports)."""
+        now = self.clock.now()
+        infos = await self.store.metrics(tenant)
+        for name in sorted(infos):
+            info = infos[name]
+            series = await self.store.series(tenant, name)
+            if len(series.ids) == 0:
+                continue
+            aggregation = DEFAULT_AGGREGATION[info.type]
+            window_s = max(1, info.window_ms // 1000)
+            values: list[Any] = [None] * len(series.ids)
+            if info.type not in (MetricType.COUNT, MetricType.SUM):  # counters read totals only
+                plan = plan_trailing(window_s, now, self.tiers)
+                groups = np.arange(len(series.ids), dtype=np.int64)
+                partials = await self.store.aggregate(
+                    tenant,
+                    name,
+                    KIND_OF_TYPE[info.type],
+                    series.ids,
+                    groups,
+                    len(groups),
+                    plan,
+                    fields_read(aggregation),
+                )
+                values = [cells[0] for cells in partials.values(aggregation, window_s, DEFAULT_PERCENTILES)]
+            totals = await self.store.totals(tenant, name, series.ids)
+            yield MetricSnapshot(
+                info, aggregation, series.tags, values, totals[:, 0].tolist(), totals[:, 1].tolist()
+            )
 
     async def tick(self) -> int:
         """Housekeeping: forget series with no data left in any tier."""

@@ -6,7 +6,7 @@ from typing import Any, NamedTuple
 
 import attrs
 
-from rtanalytics.core.metrics import Rejection
+from rtanalytics.core.metrics import MetricInfo, Rejection, Tags
 
 
 @attrs.frozen
@@ -49,3 +49,16 @@ class QueryMeta:
 class QueryResult:
     results: tuple[ResultRow, ...]
     meta: QueryMeta
+
+
+@attrs.frozen
+class MetricSnapshot:
+    """Every series of one metric now: its value over the metric's window (default aggregation;
+    None without data) and the count and sum of every point it ever took (for counters)."""
+
+    info: MetricInfo
+    aggregation: str
+    tags: tuple[Tags, ...]
+    values: list[Any]
+    counts: list[float]
+    sums: list[float]

@@ -26,6 +26,7 @@ class StoreStats:
     """Figures for the health endpoint and the service's own metrics."""
 
     backend: str
+    up: bool
     series_by_tenant: Mapping[str, int]
     metrics_by_tenant: Mapping[str, int]
     details: Mapping[str, object] = attrs.field(factory=dict)
@@ -48,8 +49,11 @@ class MetricStore(Protocol):
         """Register names not yet known (first type wins); return the stored info of each name."""
         ...
 
-    async def write(self, tenant: str, batch: PointBatch, now: float, max_series: int) -> list[int]:
-        """Add points to every tier keeping their time; return batch positions refused for the series limit."""
+    async def write(
+        self, tenant: str, batch: PointBatch, now: float, max_series: int
+    ) -> list[tuple[int, str]]:
+        """Add points to every tier keeping their time; return (batch position, reason) of points
+        refused because they would start a series over a limit (the tenant's, or the store's)."""
         ...
 
     async def series(self, tenant: str, name: str) -> SeriesSet:
@@ -69,6 +73,10 @@ class MetricStore(Protocol):
     ) -> Partials:
         """Bucket states of the given series merged per (group, plan slot); only `fields` (and
         "sketch") need be filled, None meaning all."""
+        ...
+
+    async def totals(self, tenant: str, name: str, series_ids: np.ndarray) -> np.ndarray:
+        """(count, sum) of every point each series ever took, as an (n, 2) array: counters."""
         ...
 
     async def evict(self, now: float) -> int:

@@ -108,7 +108,7 @@ async def test_series_limit_refuses_only_new_series(store) -> None:
         batch(("c", MetricType.COUNT, {"k": "a"}, NOW, 1.0), ("c", MetricType.COUNT, {"k": "b"}, NOW, 1.0)),
         limit=1,
     )
-    assert refused == [1]
+    assert [i for i, _ in refused] == [1] and "limit of 1 active series" in refused[0][1]
     assert len((await store.series("t", "c")).ids) == 1
 
 

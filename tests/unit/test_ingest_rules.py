@@ -194,3 +194,14 @@ async def test_expired_series_are_forgotten_and_memory_stays_flat(clock: ManualC
     assert (await engine.store.stats()).series_by_tenant["default"] == 0
     await engine.ingest([{"name": "m", "type": "count", "tags": {"k": str(i)}} for i in range(100, 200)])
     assert engine.store.nbytes() == before  # freed rows are reused
+
+
+async def test_the_memory_budget_refuses_new_series_not_the_process(clock: ManualClock) -> None:
+    engine = Engine(Config(memory_budget_mb=16), clock=clock)  # room for well under 1,000 series
+    points = [{"name": "m", "type": "average", "value": 1.0, "tags": {"k": str(i)}} for i in range(1_000)]
+    result = await engine.ingest(points)
+    assert 0 < result.accepted < 1_000
+    assert "budget of 16 MiB is full" in result.rejected[0].message
+    assert engine.store.nbytes() <= 16 * 2**20
+    again = await engine.ingest(points[:10])  # series it holds still take points
+    assert again.accepted == 10

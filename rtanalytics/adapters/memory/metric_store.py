@@ -38,12 +38,13 @@ class _Table:
 
     def __init__(self, kind: StateKind, tiers: Sequence[Tier]) -> None:
         self.kind = kind
-        self.capacity = _INITIAL_ROWS
+        self.capacity = 0  # rows come through MemoryMetricStore._can_grow, within the budget
         self.rings = [Ring(t, kind, self.capacity) for t in tiers]
         self.rows: dict[tuple[str, Tags], int] = {}
         self.keys: list[tuple[str, Tags] | None] = []
         self.free: list[int] = []
         self.last_write = np.zeros(self.capacity)
+        self.totals = np.zeros((self.capacity, 2))  # count and sum of every point a series took
         self.by_name: dict[str, dict[Tags, int]] = {}
         self.series_cache: dict[str, SeriesSet] = {}
 
@@ -54,19 +55,26 @@ class _Table:
         else:
             row = len(self.keys)
             self.keys.append(key)
-            if row >= self.capacity:
-                self.capacity *= 2
-                for ring in self.rings:
-                    ring.grow(self.capacity)
-                grown = np.zeros(self.capacity)
-                grown[: len(self.last_write)] = self.last_write
-                self.last_write = grown
+            if row >= self.capacity:  # the store grows tables through _can_grow first
+                self.grow(max(_INITIAL_ROWS, self.capacity * 2))
         self.rows[key] = row
         self.by_name.setdefault(key[0], {})[key[1]] = row
         self.series_cache.pop(key[0], None)
         return row
 
+    def grow(self, capacity: int) -> None:
+        self.capacity = capacity
+        for ring in self.rings:
+            ring.grow(capacity)
+        grown = np.zeros(capacity)
+        grown[: len(self.last_write)] = self.last_write
+        self.last_write = grown
+        totals = np.zeros((capacity, 2))
+        totals[: len(self.totals)] = self.totals
+        self.totals = totals
+
     def drop_row(self, row: int) -> None:
+        self.totals[row] = 0.0
         key = self.keys[row]
         assert key is not None
         del self.rows[key]
@@ -95,8 +103,11 @@ class _Tenant:
 class MemoryMetricStore:
     """MetricStore in this process's memory, with the tier retentions of the Ignite design."""
 
-    def __init__(self, tiers: Sequence[Tier] | None = None, *, native: bool = True) -> None:
+    def __init__(
+        self, tiers: Sequence[Tier] | None = None, *, native: bool = True, memory_budget: int | None = None
+    ) -> None:
         self.tiers = tuple(tiers) if tiers is not None else default_tiers()
+        self.memory_budget = memory_budget  # bytes the rings may take in all; None: no limit
         self.native = native  # False: the numpy reference path even where the C kernel is built
         self._tenants: dict[str, _Tenant] = {}
 
@@ -127,9 +138,11 @@ class MemoryMetricStore:
             out[info.name] = held
         return out
 
-    async def write(self, tenant: str, batch: PointBatch, now: float, max_series: int) -> list[int]:
+    async def write(
+        self, tenant: str, batch: PointBatch, now: float, max_series: int
+    ) -> list[tuple[int, str]]:
         state = self._tenant(tenant)
-        refused: list[int] = []
+        refused: list[tuple[int, str]] = []
         if _kernel is not None and self.native:
             code = np.empty(len(batch), dtype=np.int64)
             if _kernel.lookup(state.codes, batch.names, batch.tags, code):
@@ -165,6 +178,8 @@ class MemoryMetricStore:
                 pick = np.flatnonzero(kinds == kind_code)
                 rows, ts, numeric = rows_all[pick], ts_all[pick], numeric_all[pick]
             np.maximum.at(table.last_write, rows, ts)
+            np.add.at(table.totals[:, 0], rows, 1.0)
+            np.add.at(table.totals[:, 1], rows, numeric)
             identities: list[str] | None = None
             if kind is StateKind.DISTINCT:
                 identities = batch.values if pick is None else [batch.values[i] for i in pick.tolist()]
@@ -174,9 +189,11 @@ class MemoryMetricStore:
                 _fold_numpy(table.rings, rows, ts, numeric, identities, now)
         return refused
 
-    def _admit(self, state: _Tenant, batch: PointBatch, codes: list[int], max_series: int) -> list[int]:
-        """Create rows for new series (filling `codes`); return positions refused for the limit."""
-        refused = []
+    def _admit(
+        self, state: _Tenant, batch: PointBatch, codes: list[int], max_series: int
+    ) -> list[tuple[int, str]]:
+        """Create rows for new series (filling `codes`); return positions refused, with why."""
+        refused: list[tuple[int, str]] = []
         total = state.series_count()
         for i, code in enumerate(codes):
             if code != -1:
@@ -188,16 +205,35 @@ class MemoryMetricStore:
                 continue
             if total >= max_series:
                 codes[i] = -2
-                refused.append(i)
+                refused.append((i, f"the tenant has reached its limit of {max_series} active series"))
                 continue
             kind = KIND_OF_TYPE[batch.types[i]]
             table = state.tables.get(kind)
             if table is None:
                 table = state.tables[kind] = _Table(kind, self.tiers)
+            if not table.free and len(table.keys) >= table.capacity and not self._can_grow(table):
+                codes[i] = -2
+                budget = (self.memory_budget or 0) // 2**20
+                refused.append(
+                    (i, f"the memory store's budget of {budget} MiB is full; raise RTA_MEMORY_BUDGET_MB")
+                )
+                continue
             row = table.new_row(key)
             codes[i] = state.codes[key] = (row << _KIND_BITS) | _KIND_CODE[kind]
             total += 1
         return refused
+
+    def _can_grow(self, table: _Table) -> bool:
+        """Whether the table may take more rows within the memory budget (growing it if so)."""
+        row_bytes = sum(ring.row_bytes() for ring in table.rings)
+        wanted = max(_INITIAL_ROWS, table.capacity // 2)  # grow by half: no doubling spikes
+        if self.memory_budget is not None:
+            room = (self.memory_budget - self.nbytes()) // row_bytes
+            wanted = min(wanted, room)
+        if wanted <= 0:
+            return False
+        table.grow(table.capacity + wanted)
+        return True
 
     async def series(self, tenant: str, name: str) -> SeriesSet:
         state = self._tenant(tenant)
@@ -281,6 +317,14 @@ class MemoryMetricStore:
             out.merge(part)
         return out
 
+    async def totals(self, tenant: str, name: str, series_ids: np.ndarray) -> np.ndarray:
+        info = self._tenant(tenant).infos.get(name)
+        table = self._tenant(tenant).tables.get(KIND_OF_TYPE[info.type]) if info is not None else None
+        if table is None or len(series_ids) == 0:
+            return np.zeros((len(series_ids), 2))
+        totals: np.ndarray = table.totals[series_ids]  # fancy indexing copies
+        return totals
+
     async def evict(self, now: float) -> int:
         horizon = self.tiers[-1].oldest(now)
         dropped = 0
@@ -300,6 +344,7 @@ class MemoryMetricStore:
     async def stats(self) -> StoreStats:
         return StoreStats(
             backend="memory",
+            up=True,
             series_by_tenant={t: s.series_count() for t, s in self._tenants.items()},
             metrics_by_tenant={t: len(s.infos) for t, s in self._tenants.items()},
             details={"bytes": self.nbytes()},

@@ -54,6 +54,10 @@ class Ring:
         """Position of count, sum, min, max, last, last_ts within a bucket (-1: not kept)."""
         return tuple(self.fields.index(f) if f in self.fields else -1 for f in _ALL_FIELDS)
 
+    def row_bytes(self) -> int:
+        """Bytes one more row costs: its buckets, and a pointer per bucket for sketch kinds."""
+        return self.columns * (len(self.fields) * 8 + (8 if self.sketches is not None else 0))
+
     def grow(self, capacity: int) -> None:
         old = self.data.shape[0]
         bigger = self._empty(capacity)

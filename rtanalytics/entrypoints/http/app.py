@@ -11,7 +11,8 @@ import uuid
 from sanic import HTTPResponse, Request, Sanic
 
 from rtanalytics.bootstrap import App
-from rtanalytics.entrypoints.http import errors, health_bp, metrics_bp, openapi, query_bp
+from rtanalytics.entrypoints.http import errors, health_bp, metrics_bp, openapi, prometheus_bp, query_bp
+from rtanalytics.entrypoints.http.telemetry import Telemetry
 
 _names = itertools.count()
 access_log = logging.getLogger("rtanalytics.access")
@@ -25,8 +26,9 @@ def create_app(services: App, name: str | None = None) -> Sanic:  # type: ignore
     app.config.FALLBACK_ERROR_FORMAT = "json"
     app.config.KEEP_ALIVE_TIMEOUT = 75
     app.ctx.rta = services
+    app.ctx.telemetry = Telemetry()
     app.error_handler.add(Exception, errors.handle)
-    for blueprint in (metrics_bp.bp, query_bp.bp, health_bp.bp, openapi.bp):
+    for blueprint in (metrics_bp.bp, query_bp.bp, health_bp.bp, openapi.bp, prometheus_bp.bp):
         app.blueprint(blueprint)
 
     @app.before_server_start
@@ -54,15 +56,24 @@ def create_app(services: App, name: str | None = None) -> Sanic:  # type: ignore
     async def log_access(request: Request, response: HTTPResponse) -> None:
         request_id = getattr(request.ctx, "request_id", "-")
         response.headers["x-request-id"] = request_id
+        took = (time.perf_counter() - getattr(request.ctx, "started", time.perf_counter())) * 1000
+        route = "/" + request.route.path if request.route is not None else "unmatched"
+        app.ctx.telemetry.observe(route, request.method, response.status, took / 1000)
         if access_log.isEnabledFor(logging.INFO):
-            took = (time.perf_counter() - getattr(request.ctx, "started", time.perf_counter())) * 1000
             access_log.info(
-                "%s %s %s %.2fms",
+                "%s %s %s %.2fms request_id=%s",
                 request.method,
                 request.path,
                 response.status,
                 took,
-                extra={"request_id": request_id, "status": response.status, "took_ms": round(took, 3)},
+                request_id,
+                extra={
+                    "request_id": request_id,
+                    "method": request.method,
+                    "path": request.path,
+                    "status": response.status,
+                    "took_ms": round(took, 3),
+                },
             )
 
     return app

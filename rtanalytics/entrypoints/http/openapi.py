@@ -177,6 +177,14 @@ def document() -> dict[str, Any]:
                     },
                 }
             },
+            "/api/v1/export/prometheus": {
+                "get": {
+                    "summary": "The tenant's metrics and the service's own in the Prometheus text format 0.0.4 "
+                    "(OpenMetrics when Accept asks for application/openmetrics-text)",
+                    "parameters": [tenant],
+                    "responses": {"200": {"description": "Exposition", "content": {"text/plain": {}}}},
+                }
+            },
             "/health": {"get": {"summary": "Liveness", "responses": {"200": {"description": "Serving"}}}},
             "/api/v1/health": {
                 "get": {"summary": "Backends and sizes", "responses": {"200": {"description": "Ready"}}}

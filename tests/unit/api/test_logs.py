@@ -1,0 +1,39 @@
+"""Logs: one JSON object a line when asked for, a request id on every access line."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+
+from rtanalytics.entrypoints.logs import JsonFormatter, configure
+
+
+def test_json_lines_carry_the_extra_fields() -> None:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    log = logging.getLogger("rtanalytics.test.json")
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    log.info("GET /health 200", extra={"request_id": "abc123", "status": 200})
+    record = json.loads(stream.getvalue())
+    assert record["message"] == "GET /health 200"
+    assert record["request_id"] == "abc123" and record["status"] == 200 and record["level"] == "info"
+
+
+def test_log_level_is_applied() -> None:
+    configure("WARNING")
+    try:
+        assert logging.getLogger().level == logging.WARNING
+    finally:
+        configure("INFO")
+
+
+async def test_access_lines_have_the_request_id(app, caplog) -> None:
+    caplog.set_level(logging.INFO, logger="rtanalytics.access")
+    _, response = await app.asgi_client.get("/health", headers={"X-Request-ID": "req-42"})
+    assert response.headers["x-request-id"] == "req-42"
+    lines = [r for r in caplog.records if r.name == "rtanalytics.access"]
+    assert lines and "request_id=req-42" in lines[-1].getMessage() and lines[-1].request_id == "req-42"
