@@ -187,7 +187,13 @@ def document() -> dict[str, Any]:
             },
             "/health": {"get": {"summary": "Liveness", "responses": {"200": {"description": "Serving"}}}},
             "/api/v1/health": {
-                "get": {"summary": "Backends and sizes", "responses": {"200": {"description": "Ready"}}}
+                "get": {
+                    "summary": "Readiness: backends and sizes",
+                    "responses": {
+                        "200": {"description": "Ready"},
+                        "503": {"description": "A backend is down"},
+                    },
+                }
             },
         },
         "components": {
