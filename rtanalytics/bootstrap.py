@@ -10,13 +10,18 @@ from typing import Any
 import attrs
 
 from rtanalytics.adapters.clock import SystemClock
+from rtanalytics.adapters.memory.alert_store import MemoryAlertStore
 from rtanalytics.adapters.memory.metric_store import MemoryMetricStore
+from rtanalytics.adapters.notify.channels import DispatchNotifier, HttpNotifier, SmtpNotifier, SmtpSettings
 from rtanalytics.config import Config
+from rtanalytics.core.alerting import AlertService
+from rtanalytics.core.alerts import NotifyDefaults
 from rtanalytics.core.engine import AnalyticsEngine, EngineLimits
 from rtanalytics.core.errors import ValidationError
 from rtanalytics.core.windows import default_tiers
 from rtanalytics.ports.clock import Clock
 from rtanalytics.ports.metric_store import MetricStore
+from rtanalytics.ports.notifier import Notifier
 
 
 @attrs.define
@@ -26,11 +31,17 @@ class App:
     config: Config
     engine: AnalyticsEngine
     clock: Clock
+    alerts: AlertService
+    notifier: Notifier
 
     async def start(self) -> None:
         await self.engine.start()
 
     async def aclose(self) -> None:
+        await self.alerts.aclose()
+        closer = getattr(self.notifier, "aclose", None)
+        if closer is not None:
+            await closer()
         await self.engine.aclose()
 
 
@@ -55,9 +66,42 @@ def build_engine(
     return AnalyticsEngine(store, clock or SystemClock(), limits=_limits(config), tiers=tiers)
 
 
+def notify_defaults(config: Config) -> NotifyDefaults:
+    return NotifyDefaults(
+        config.smtp_host, config.alert_email_to, config.slack_webhook_url, config.webhook_url
+    )
+
+
+def build_notifier(config: Config) -> DispatchNotifier:
+    smtp = None
+    if config.smtp_host:
+        smtp = SmtpNotifier(
+            SmtpSettings(
+                config.smtp_host,
+                config.smtp_port,
+                config.smtp_user,
+                config.smtp_password,
+                config.smtp_tls,
+                config.smtp_from,
+            )
+        )
+    return DispatchNotifier(smtp, HttpNotifier())
+
+
 def bootstrap(config: Config | None = None, **overrides: Any) -> App:
-    """Build the application; `overrides` replace adapters by name (`store`, `clock`)."""
+    """Build the application; `overrides` replace adapters by name (`store`, `clock`,
+    `alert_store`, `notifier`) or settings (`retry`)."""
     config = config or Config()
     clock = overrides.get("clock") or SystemClock()
     engine = build_engine(config, store=overrides.get("store"), clock=clock)
-    return App(config=config, engine=engine, clock=clock)
+    notifier = overrides.get("notifier") or build_notifier(config)
+    alerts = AlertService(
+        engine,
+        overrides.get("alert_store") or MemoryAlertStore(),
+        notifier,
+        clock,
+        notify_defaults(config),
+        public_url=config.public_url,
+        retry=overrides.get("retry"),
+    )
+    return App(config=config, engine=engine, clock=clock, alerts=alerts, notifier=notifier)

@@ -45,6 +45,17 @@ class Config:
     coarse_retention_s: int = 30 * 86_400
     memory_budget_mb: int = attrs.field(factory=lambda: default_memory_budget_mb())
     api_keys: Mapping[str, str] = attrs.field(factory=dict)  # key -> tenant
+    public_url: str = "http://127.0.0.1:8000"
+    alert_interval_s: int = 10
+    smtp_host: str | None = None
+    smtp_port: int = 25
+    smtp_user: str | None = None
+    smtp_password: str | None = None
+    smtp_tls: str = "none"
+    smtp_from: str = "rtanalytics@localhost"
+    alert_email_to: tuple[str, ...] = ()
+    slack_webhook_url: str | None = None
+    webhook_url: str | None = None
     event_topics: tuple[str, ...] = ()
 
     @classmethod
@@ -79,6 +90,32 @@ class Config:
         integer("RTA_MAX_SERIES", "max_series_per_tenant")
         integer("RTA_MAX_REQUEST_BYTES", "max_request_bytes")
         integer("RTA_MEMORY_BUDGET_MB", "memory_budget_mb")
+        integer("RTA_ALERT_INTERVAL", "alert_interval_s")
+        integer("RTA_SMTP_PORT", "smtp_port")
+        for var, attr in (
+            ("RTA_PUBLIC_URL", "public_url"),
+            ("RTA_SMTP_HOST", "smtp_host"),
+            ("RTA_SMTP_USER", "smtp_user"),
+            ("RTA_SMTP_PASSWORD", "smtp_password"),
+            ("RTA_SMTP_FROM", "smtp_from"),
+            ("RTA_SLACK_WEBHOOK_URL", "slack_webhook_url"),
+            ("RTA_WEBHOOK_URL", "webhook_url"),
+        ):
+            text(var, attr)
+        if env.get("RTA_SMTP_TLS"):
+            tls = env["RTA_SMTP_TLS"].lower()
+            values["smtp_tls"] = {
+                "1": "starttls",
+                "true": "starttls",
+                "yes": "starttls",
+                "0": "none",
+                "false": "none",
+                "no": "none",
+            }.get(tls, tls)
+        if env.get("RTA_ALERT_EMAIL_TO"):
+            values["alert_email_to"] = tuple(
+                a.strip() for a in env["RTA_ALERT_EMAIL_TO"].split(",") if a.strip()
+            )
         if env.get("CASSANDRA_HOSTS"):
             values["cassandra_hosts"] = tuple(
                 h.strip() for h in env["CASSANDRA_HOSTS"].split(",") if h.strip()
@@ -116,6 +153,12 @@ class Config:
         if self.backend not in BACKENDS:
             out.append(
                 Problem("RTA_BACKEND", f"{self.backend!r} is not available; use one of {', '.join(BACKENDS)}")
+            )
+        if self.smtp_tls not in ("none", "starttls", "ssl"):
+            out.append(
+                Problem(
+                    "RTA_SMTP_TLS", f"must be none, starttls or ssl (or true/false), got {self.smtp_tls!r}"
+                )
             )
         if self.log_level.upper() not in LOG_LEVELS:
             out.append(

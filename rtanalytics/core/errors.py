@@ -9,7 +9,8 @@ RtAnalyticsError
 ├── LimitExceededError                      a per-tenant limit (series, subscriptions) reached
 ├── AuthError (PermissionError)             no or unknown API key
 │   └── ForbiddenError                      a key used for another tenant
-└── BackendUnavailableError (ConnectionError)  a storage or stream backend cannot be reached
+├── BackendUnavailableError (ConnectionError)  a storage or stream backend cannot be reached
+└── DeliveryError (ConnectionError)         a notification did not arrive (retried, then recorded)
 
 The HTTP layer maps these to status codes in one place (entrypoints/http/errors.py).
 """
@@ -82,3 +83,7 @@ class ForbiddenError(AuthError):
 
 class BackendUnavailableError(RtAnalyticsError, ConnectionError):
     code = "backend_unavailable"
+
+
+class DeliveryError(RtAnalyticsError, ConnectionError):
+    code = "delivery_failed"

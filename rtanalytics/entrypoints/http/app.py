@@ -11,7 +11,15 @@ import uuid
 from sanic import HTTPResponse, Request, Sanic
 
 from rtanalytics.bootstrap import App
-from rtanalytics.entrypoints.http import errors, health_bp, metrics_bp, openapi, prometheus_bp, query_bp
+from rtanalytics.entrypoints.http import (
+    alerts_bp,
+    errors,
+    health_bp,
+    metrics_bp,
+    openapi,
+    prometheus_bp,
+    query_bp,
+)
 from rtanalytics.entrypoints.http.telemetry import Telemetry
 
 _names = itertools.count()
@@ -28,7 +36,7 @@ def create_app(services: App, name: str | None = None) -> Sanic:  # type: ignore
     app.ctx.rta = services
     app.ctx.telemetry = Telemetry()
     app.error_handler.add(Exception, errors.handle)
-    for blueprint in (metrics_bp.bp, query_bp.bp, health_bp.bp, openapi.bp, prometheus_bp.bp):
+    for blueprint in (metrics_bp.bp, query_bp.bp, health_bp.bp, openapi.bp, prometheus_bp.bp, alerts_bp.bp):
         app.blueprint(blueprint)
 
     @app.before_server_start
@@ -38,10 +46,12 @@ def create_app(services: App, name: str | None = None) -> Sanic:  # type: ignore
     @app.after_server_start
     async def start_housekeeping(app: Sanic) -> None:  # type: ignore[type-arg]
         app.add_task(_housekeeping, name="housekeeping")  # type: ignore[arg-type]  # Sanic passes the app
+        app.add_task(_alerting, name="alerting")  # type: ignore[arg-type]
 
     @app.before_server_stop
     async def stop_housekeeping(app: Sanic) -> None:  # type: ignore[type-arg]
         await app.cancel_task("housekeeping", raise_exception=False)
+        await app.cancel_task("alerting", raise_exception=False)
 
     @app.after_server_stop
     async def close_services(app: Sanic) -> None:  # type: ignore[type-arg]
@@ -87,3 +97,20 @@ async def _housekeeping(app: Sanic) -> None:  # type: ignore[type-arg]
             await services.engine.tick()
         except Exception:  # housekeeping must never take the server down
             logging.getLogger("rtanalytics").exception("housekeeping failed")
+
+
+async def _alerting(app: Sanic) -> None:  # type: ignore[type-arg]
+    """Rules on changed metrics every second; every rule each RTA_ALERT_INTERVAL (time passing)."""
+    services: App = app.ctx.rta
+    since_tick = 0.0
+    while True:
+        await asyncio.sleep(1.0)
+        since_tick += 1.0
+        try:
+            if since_tick >= services.config.alert_interval_s:
+                since_tick = 0.0
+                await services.alerts.tick()
+            else:
+                await services.alerts.evaluate_noticed()
+        except Exception:  # evaluation must never take the server down
+            logging.getLogger("rtanalytics").exception("alert evaluation failed")

@@ -107,6 +107,7 @@ def document() -> dict[str, Any]:
         return {"application/json": {"schema": {"$ref": f"#/components/schemas/{ref}"}}}
 
     tenant = {"name": "tenant_id", "in": "query", "required": False, "schema": {"type": "string"}}
+    rule_id = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
     return {
         "openapi": "3.1.0",
         "info": {"title": "rtanalytics", "version": __version__},
@@ -185,6 +186,49 @@ def document() -> dict[str, Any]:
                     "responses": {"200": {"description": "Exposition", "content": {"text/plain": {}}}},
                 }
             },
+            "/api/v1/alerts": {
+                "post": {
+                    "summary": "Create an alert rule (the seed's shape plus aggregation, window, filters, group_by, "
+                    "resolve_duration, severity, no_data, dashboard_id)",
+                    "parameters": [tenant],
+                    "requestBody": {"required": True, "content": json_of("AlertRule")},
+                    "responses": {"201": {"description": "Created"}, **_errors(400)},
+                },
+                "get": {
+                    "summary": "Every alert rule with its instances' states",
+                    "parameters": [tenant],
+                    "responses": {"200": {"description": "Rules"}},
+                },
+            },
+            "/api/v1/alerts/{id}": {
+                "get": {
+                    "summary": "One rule",
+                    "parameters": [rule_id, tenant],
+                    "responses": {"200": {"description": "Rule"}, **_errors(404)},
+                },
+                "put": {
+                    "summary": "Replace a rule; with `version`, 409 when stale",
+                    "parameters": [rule_id, tenant],
+                    "requestBody": {"required": True, "content": json_of("AlertRule")},
+                    "responses": {
+                        "200": {"description": "Rule"},
+                        "409": {"description": "Stale version"},
+                        **_errors(400, 404),
+                    },
+                },
+                "delete": {
+                    "summary": "Delete a rule",
+                    "parameters": [rule_id, tenant],
+                    "responses": {"204": {"description": "Deleted"}, **_errors(404)},
+                },
+            },
+            "/api/v1/alerts/{id}/events": {
+                "get": {
+                    "summary": "Transitions and deliveries, newest first",
+                    "parameters": [rule_id, tenant],
+                    "responses": {"200": {"description": "Events"}, **_errors(400, 404)},
+                },
+            },
             "/health": {"get": {"summary": "Liveness", "responses": {"200": {"description": "Serving"}}}},
             "/api/v1/health": {
                 "get": {
@@ -224,6 +268,35 @@ def document() -> dict[str, Any]:
                 "Problem": {
                     "type": "object",
                     "properties": {"field": {"type": "string"}, "message": {"type": "string"}},
+                },
+                "AlertRule": {
+                    "type": "object",
+                    "required": ["alert_name", "metric", "condition"],
+                    "properties": {
+                        "alert_name": {"type": "string"},
+                        "metric": {"type": "string", "pattern": NAME_PATTERN},
+                        "condition": {
+                            "type": "object",
+                            "required": ["operator", "threshold"],
+                            "properties": {
+                                "operator": {"enum": [">", ">=", "<", "<=", "==", "!="]},
+                                "threshold": {"type": "number"},
+                                "duration": {"type": "string"},
+                            },
+                        },
+                        "actions": {
+                            "type": "array",
+                            "items": {"oneOf": [{"enum": ["email", "slack", "webhook"]}, {"type": "object"}]},
+                        },
+                        "aggregation": {"type": "string"},
+                        "window": {"type": "string"},
+                        "filters": {"type": "object"},
+                        "group_by": {"type": "array", "items": {"type": "string"}},
+                        "resolve_duration": {"type": "string"},
+                        "severity": {"enum": ["info", "warning", "critical"]},
+                        "no_data": {"enum": ["ok", "alerting"]},
+                        "dashboard_id": {"type": "string"},
+                    },
                 },
                 "Error": _ERROR,
             }
