@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import attrs
@@ -12,7 +12,7 @@ import attrs
 from rtanalytics.core.durations import parse_duration, parse_timestamp
 from rtanalytics.core.errors import Problem, ValidationError
 from rtanalytics.core.metrics import NAME_PATTERN, TAG_KEY_PATTERN, Tags
-from rtanalytics.core.states import AGGREGATIONS, PERCENTILE_NAMES, canonical_aggregation
+from rtanalytics.core.states import AGGREGATIONS, canonical_aggregation
 
 _NAME_RE = re.compile(NAME_PATTERN)
 _TAG_KEY_RE = re.compile(TAG_KEY_PATTERN)
@@ -237,11 +237,3 @@ def parse_query(body: Any, *, prefix: str = "") -> Query:
         filters=tuple(filters),
         limit=limit,
     )
-
-
-def merged_filters(query: Query, extra: Sequence[TagFilter]) -> Query:
-    """The query with more filters ANDed in."""
-    return attrs.evolve(query, filters=(*query.filters, *extra))
-
-
-__all__ = ["PERCENTILE_NAMES", "Query", "TagFilter", "merged_filters", "parse_query"]

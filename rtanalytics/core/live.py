@@ -1,0 +1,245 @@
+"""Live queries: subscriptions that push their result at once and again whenever it changes.
+
+Change notices mark only the subscriptions on the changed metrics (an index by tenant and
+metric), so ingesting one metric costs nothing for subscriptions on others. A marked
+subscription is evaluated when its `interval` allows, at most once per interval; subscriptions
+asking the same query share one evaluation. Every subscription is also refreshed each
+REFRESH_S, because a trailing window changes as time passes even with no new points. Only the
+groups whose value changed are pushed; pushing is a non-blocking call into the connection's
+sink, so a slow client never slows ingestion or anyone else.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import attrs
+
+from rtanalytics.core.engine import AnalyticsEngine
+from rtanalytics.core.errors import LimitExceededError, NotFoundError, Problem, ValidationError
+from rtanalytics.core.query import Query, parse_query
+from rtanalytics.core.results import ResultRow
+from rtanalytics.ports.clock import Clock
+
+MIN_INTERVAL_MS = 100
+DEFAULT_INTERVAL_MS = 1_000
+REFRESH_S = 5.0
+LIVE_FIELDS = (
+    "type",
+    "metrics",
+    "window",
+    "aggregation",
+    "filters",
+    "group_by",
+    "interval_ms",
+    "id",
+    "percentiles",
+)
+GroupKey = tuple[tuple[str, Any], ...]
+
+
+@attrs.frozen
+class LiveQuery:
+    id: str
+    query: Query
+    interval_s: float
+
+
+@attrs.frozen
+class LiveUpdate:
+    """Rows of one subscription that changed, as of `at`."""
+
+    subscription: str
+    rows: tuple[ResultRow, ...]
+    at: float
+
+
+Sink = Callable[[LiveUpdate], None]
+
+
+def parse_live(message: dict[str, Any], fallback_id: str) -> LiveQuery:
+    """A subscribe message: metric names as in the seed, or a whole live query."""
+    problems = [
+        Problem(k, f"unknown field; known: {', '.join(LIVE_FIELDS)}") for k in message if k not in LIVE_FIELDS
+    ]
+    interval = message.get("interval_ms", DEFAULT_INTERVAL_MS)
+    if type(interval) is not int or interval < MIN_INTERVAL_MS:
+        problems.append(Problem("interval_ms", f"must be an integer of at least {MIN_INTERVAL_MS}"))
+    sub_id = message.get("id", fallback_id)
+    if not isinstance(sub_id, str) or not 0 < len(sub_id) <= 64:
+        problems.append(Problem("id", "must be a string of 1 to 64 characters"))
+    body = {
+        k: message[k]
+        for k in ("metrics", "window", "aggregation", "filters", "group_by", "percentiles")
+        if k in message
+    }
+    try:
+        query = parse_query(body)
+    except ValidationError as exc:
+        problems.extend(exc.details)
+        query = None
+    if query is not None and query.is_range:
+        problems.append(
+            Problem("start_time", "a live query is a trailing window; leave out start_time and end_time")
+        )
+    if problems:
+        raise ValidationError.of(problems)
+    assert query is not None
+    return LiveQuery(sub_id, query, interval / 1000)
+
+
+@attrs.define(eq=False)
+class _Subscription:
+    live: LiveQuery
+    connection: Connection
+    last: dict[tuple[str, GroupKey], Any] = attrs.field(factory=dict)
+    dirty: bool = True
+    due_at: float = 0.0
+    refreshed_at: float = 0.0
+
+
+@attrs.define(eq=False)
+class Connection:
+    """One client's subscriptions and where their updates go."""
+
+    tenant: str
+    client_id: str
+    sink: Sink
+    subscriptions: dict[str, _Subscription] = attrs.field(factory=dict)
+
+
+class LiveQueries:
+    def __init__(
+        self,
+        engine: AnalyticsEngine,
+        clock: Clock,
+        *,
+        max_per_tenant: int = 10_000,
+        max_per_connection: int = 1_000,
+    ) -> None:
+        self.engine = engine
+        self.clock = clock
+        self.max_per_tenant = max_per_tenant
+        self.max_per_connection = max_per_connection
+        self._by_metric: dict[tuple[str, str], set[_Subscription]] = {}
+        self._per_tenant: dict[str, int] = {}
+        self._connections: set[Connection] = set()
+        self._ids = itertools.count(1)
+        self.evaluations = 0  # queries run, for the benchmark and the service's own metrics
+
+    @property
+    def connections(self) -> int:
+        return len(self._connections)
+
+    @property
+    def subscriptions(self) -> int:
+        return sum(self._per_tenant.values())
+
+    def connect(self, tenant: str, client_id: str, sink: Sink) -> Connection:
+        connection = Connection(tenant, client_id, sink)
+        self._connections.add(connection)
+        return connection
+
+    def disconnect(self, connection: Connection) -> None:
+        for sub_id in list(connection.subscriptions):
+            self._drop(connection, sub_id)
+        self._connections.discard(connection)
+
+    def connections_of(self, tenant: str) -> Iterable[Connection]:
+        return [c for c in self._connections if c.tenant == tenant]
+
+    async def subscribe(self, connection: Connection, message: dict[str, Any]) -> LiveQuery:
+        """Add a subscription and push its result at once."""
+        live = parse_live(message, f"sub-{next(self._ids)}")
+        if live.id in connection.subscriptions:
+            raise ValidationError.of(
+                [Problem("id", f"subscription {live.id!r} already exists on this connection")]
+            )
+        if len(connection.subscriptions) >= self.max_per_connection:
+            raise LimitExceededError(f"a connection may hold at most {self.max_per_connection} subscriptions")
+        if self._per_tenant.get(connection.tenant, 0) >= self.max_per_tenant:
+            raise LimitExceededError(
+                f"tenant {connection.tenant!r} may hold at most {self.max_per_tenant} subscriptions"
+            )
+        subscription = _Subscription(live, connection)
+        connection.subscriptions[live.id] = subscription
+        self._per_tenant[connection.tenant] = self._per_tenant.get(connection.tenant, 0) + 1
+        for name in live.query.metrics:
+            self._by_metric.setdefault((connection.tenant, name), set()).add(subscription)
+        await self._evaluate([subscription], self.clock.now())
+        return live
+
+    def unsubscribe(
+        self, connection: Connection, sub_id: str | None = None, metrics: Iterable[str] = ()
+    ) -> list[str]:
+        """Remove a subscription by id, or every one on any of `metrics`; the ids removed."""
+        if sub_id is not None:
+            if sub_id not in connection.subscriptions:
+                raise NotFoundError(f"no subscription {sub_id!r} on this connection")
+            ids = [sub_id]
+        else:
+            wanted = set(metrics)
+            ids = [i for i, s in connection.subscriptions.items() if wanted & set(s.live.query.metrics)]
+        for i in ids:
+            self._drop(connection, i)
+        return ids
+
+    def _drop(self, connection: Connection, sub_id: str) -> None:
+        subscription = connection.subscriptions.pop(sub_id)
+        self._per_tenant[connection.tenant] -= 1
+        for name in subscription.live.query.metrics:
+            held = self._by_metric.get((connection.tenant, name))
+            if held is not None:
+                held.discard(subscription)
+                if not held:
+                    del self._by_metric[(connection.tenant, name)]
+
+    def notice(self, tenant: str, names: frozenset[str]) -> None:
+        """A change notice: mark the subscriptions on these metrics (and only those)."""
+        for name in names:
+            for subscription in self._by_metric.get((tenant, name), ()):
+                subscription.dirty = True
+
+    async def run_due(self) -> int:
+        """Evaluate every subscription that is marked or stale and whose interval allows; return
+        how many queries ran."""
+        now = self.clock.now()
+        due = [
+            s
+            for c in self._connections
+            for s in c.subscriptions.values()
+            if now >= s.due_at and (s.dirty or now - s.refreshed_at >= REFRESH_S)
+        ]
+        return await self._evaluate(due, now) if due else 0
+
+    async def _evaluate(self, subscriptions: list[_Subscription], now: float) -> int:
+        by_query: dict[tuple[str, Query], list[_Subscription]] = {}
+        for s in subscriptions:
+            by_query.setdefault((s.connection.tenant, s.live.query), []).append(s)
+        for (tenant, query), group in by_query.items():
+            try:
+                result = await self.engine.query(query, tenant)
+                rows = result.results
+            except ValidationError:
+                rows = ()  # e.g. an aggregation the metric's type cannot answer: nothing to push
+            self.evaluations += 1
+            for s in group:
+                s.dirty = False
+                s.due_at = now + s.live.interval_s
+                s.refreshed_at = now
+                changed = []
+                for row in rows:
+                    key = (row.metric, tuple(row.group.items()))
+                    if s.last.get(key, _UNSEEN) != row.value:
+                        s.last[key] = row.value
+                        changed.append(row)
+                if changed or not s.last:
+                    if not s.last:
+                        s.last[("", ())] = None  # the first answer went out, even an empty one
+                    s.connection.sink(LiveUpdate(s.live.id, tuple(changed), now))
+        return len(by_query)
+
+
+_UNSEEN = object()
