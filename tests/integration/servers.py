@@ -74,7 +74,7 @@ def _from_testcontainers(name: str) -> Endpoint | None:
     from testcontainers.core.waiting_utils import wait_for_logs
 
     if name == "ignite":
-        container = DockerContainer("apacheignite/ignite:2.17.0").with_exposed_ports(10800)
+        container = DockerContainer("apacheignite/ignite:2.16.0").with_exposed_ports(10800)
         container.start()
         wait_for_logs(container, "Topology snapshot", timeout=180)
         env = {
