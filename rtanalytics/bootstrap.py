@@ -12,16 +12,19 @@ import attrs
 from rtanalytics.adapters.clock import SystemClock
 from rtanalytics.adapters.memory.alert_store import MemoryAlertStore
 from rtanalytics.adapters.memory.metric_store import MemoryMetricStore
+from rtanalytics.adapters.memory.update_bus import InProcessUpdateBus
 from rtanalytics.adapters.notify.channels import DispatchNotifier, HttpNotifier, SmtpNotifier, SmtpSettings
 from rtanalytics.config import Config
 from rtanalytics.core.alerting import AlertService
 from rtanalytics.core.alerts import NotifyDefaults
 from rtanalytics.core.engine import AnalyticsEngine, EngineLimits
 from rtanalytics.core.errors import ValidationError
+from rtanalytics.core.live import LiveQueries
 from rtanalytics.core.windows import default_tiers
 from rtanalytics.ports.clock import Clock
 from rtanalytics.ports.metric_store import MetricStore
 from rtanalytics.ports.notifier import Notifier
+from rtanalytics.ports.update_bus import UpdateBus
 
 
 @attrs.define
@@ -33,6 +36,8 @@ class App:
     clock: Clock
     alerts: AlertService
     notifier: Notifier
+    live: LiveQueries
+    bus: UpdateBus
 
     async def start(self) -> None:
         await self.engine.start()
@@ -95,6 +100,15 @@ def bootstrap(config: Config | None = None, **overrides: Any) -> App:
     clock = overrides.get("clock") or SystemClock()
     engine = build_engine(config, store=overrides.get("store"), clock=clock)
     notifier = overrides.get("notifier") or build_notifier(config)
+    bus: UpdateBus = overrides.get("bus") or InProcessUpdateBus()
+    engine.on_change(bus.publish)
+    live = LiveQueries(
+        engine,
+        clock,
+        max_per_tenant=config.max_subscriptions_per_tenant,
+        max_per_connection=config.max_subscriptions_per_connection,
+    )
+    bus.subscribe(live.notice)
     alerts = AlertService(
         engine,
         overrides.get("alert_store") or MemoryAlertStore(),
@@ -104,4 +118,7 @@ def bootstrap(config: Config | None = None, **overrides: Any) -> App:
         public_url=config.public_url,
         retry=overrides.get("retry"),
     )
-    return App(config=config, engine=engine, clock=clock, alerts=alerts, notifier=notifier)
+    bus.subscribe(alerts.notice)
+    return App(
+        config=config, engine=engine, clock=clock, alerts=alerts, notifier=notifier, live=live, bus=bus
+    )

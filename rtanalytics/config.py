@@ -46,6 +46,8 @@ class Config:
     memory_budget_mb: int = attrs.field(factory=lambda: default_memory_budget_mb())
     api_keys: Mapping[str, str] = attrs.field(factory=dict)  # key -> tenant
     public_url: str = "http://127.0.0.1:8000"
+    max_subscriptions_per_tenant: int = 10_000
+    max_subscriptions_per_connection: int = 1_000
     alert_interval_s: int = 10
     smtp_host: str | None = None
     smtp_port: int = 25
@@ -91,6 +93,7 @@ class Config:
         integer("RTA_MAX_REQUEST_BYTES", "max_request_bytes")
         integer("RTA_MEMORY_BUDGET_MB", "memory_budget_mb")
         integer("RTA_ALERT_INTERVAL", "alert_interval_s")
+        integer("RTA_MAX_SUBSCRIPTIONS", "max_subscriptions_per_tenant")
         integer("RTA_SMTP_PORT", "smtp_port")
         for var, attr in (
             ("RTA_PUBLIC_URL", "public_url"),

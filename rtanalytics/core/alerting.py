@@ -61,7 +61,6 @@ class AlertService:
         self._dirty: dict[str, set[str]] = {}
         self._deliveries: set[asyncio.Task[None]] = set()
         self._listeners: list[TransitionListener] = []
-        engine.on_change(self.notice)
 
     # ---- rules --------------------------------------------------------------------------------
 

@@ -152,6 +152,18 @@ class LiveQueries:
 
     async def subscribe(self, connection: Connection, message: dict[str, Any]) -> LiveQuery:
         """Add a subscription and push its result at once."""
+        live = await self.subscribe_quietly(connection, message)
+        await self.push_now(connection, live.id)
+        return live
+
+    async def push_now(self, connection: Connection, sub_id: str) -> None:
+        """Evaluate one subscription now and push what it answers."""
+        subscription = connection.subscriptions.get(sub_id)
+        if subscription is not None:
+            await self._evaluate([subscription], self.clock.now())
+
+    async def subscribe_quietly(self, connection: Connection, message: dict[str, Any]) -> LiveQuery:
+        """Add a subscription without pushing anything yet (the caller announces it first)."""
         live = parse_live(message, f"sub-{next(self._ids)}")
         if live.id in connection.subscriptions:
             raise ValidationError.of(
@@ -168,7 +180,6 @@ class LiveQueries:
         self._per_tenant[connection.tenant] = self._per_tenant.get(connection.tenant, 0) + 1
         for name in live.query.metrics:
             self._by_metric.setdefault((connection.tenant, name), set()).add(subscription)
-        await self._evaluate([subscription], self.clock.now())
         return live
 
     def unsubscribe(
@@ -225,19 +236,24 @@ class LiveQueries:
             except ValidationError:
                 rows = ()  # e.g. an aggregation the metric's type cannot answer: nothing to push
             self.evaluations += 1
+            answered = {row.metric for row in rows}
+            # A metric with nothing yet answers "no data" (null), so the first push says so.
+            silent = tuple(
+                ResultRow(name, {}, query.aggregation or "auto", None, None, query.window_ms or 60_000)
+                for name in query.metrics
+                if name not in answered
+            )
             for s in group:
                 s.dirty = False
                 s.due_at = now + s.live.interval_s
                 s.refreshed_at = now
                 changed = []
-                for row in rows:
+                for row in (*rows, *silent):
                     key = (row.metric, tuple(row.group.items()))
                     if s.last.get(key, _UNSEEN) != row.value:
                         s.last[key] = row.value
                         changed.append(row)
-                if changed or not s.last:
-                    if not s.last:
-                        s.last[("", ())] = None  # the first answer went out, even an empty one
+                if changed:
                     s.connection.sink(LiveUpdate(s.live.id, tuple(changed), now))
         return len(by_query)
 

@@ -15,6 +15,7 @@ from rtanalytics.entrypoints.http import (
     alerts_bp,
     errors,
     health_bp,
+    live_bp,
     metrics_bp,
     openapi,
     prometheus_bp,
@@ -35,8 +36,27 @@ def create_app(services: App, name: str | None = None) -> Sanic:  # type: ignore
     app.config.KEEP_ALIVE_TIMEOUT = 75
     app.ctx.rta = services
     app.ctx.telemetry = Telemetry()
+    app.ctx.outboxes = {}
+    app.config.WEBSOCKET_PING_INTERVAL = 20  # the server pings; a peer silent past the timeout is closed
+    app.config.WEBSOCKET_PING_TIMEOUT = 20
+
+    def push_alert(tenant: str, _rule: object, message: object) -> None:
+        for connection in services.live.connections_of(tenant):
+            outbox = app.ctx.outboxes.get(connection)
+            if outbox is not None:
+                outbox.say(live_bp.alert_message(message))  # type: ignore[arg-type]
+
+    services.alerts.on_transition(push_alert)
     app.error_handler.add(Exception, errors.handle)
-    for blueprint in (metrics_bp.bp, query_bp.bp, health_bp.bp, openapi.bp, prometheus_bp.bp, alerts_bp.bp):
+    for blueprint in (
+        metrics_bp.bp,
+        query_bp.bp,
+        health_bp.bp,
+        openapi.bp,
+        prometheus_bp.bp,
+        alerts_bp.bp,
+        live_bp.bp,
+    ):
         app.blueprint(blueprint)
 
     @app.before_server_start
@@ -45,13 +65,17 @@ def create_app(services: App, name: str | None = None) -> Sanic:  # type: ignore
 
     @app.after_server_start
     async def start_housekeeping(app: Sanic) -> None:  # type: ignore[type-arg]
-        app.add_task(_housekeeping, name="housekeeping")  # type: ignore[arg-type]  # Sanic passes the app
-        app.add_task(_alerting, name="alerting")  # type: ignore[arg-type]
+        # Plain asyncio tasks rather than app.add_task: they work however the server was started
+        # (app.run, or create_server inside another program's loop).
+        loop = asyncio.get_running_loop()
+        app.ctx.background = [loop.create_task(job(app)) for job in (_housekeeping, _alerting, _live)]
 
     @app.before_server_stop
     async def stop_housekeeping(app: Sanic) -> None:  # type: ignore[type-arg]
-        await app.cancel_task("housekeeping", raise_exception=False)
-        await app.cancel_task("alerting", raise_exception=False)
+        tasks = getattr(app.ctx, "background", [])
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     @app.after_server_stop
     async def close_services(app: Sanic) -> None:  # type: ignore[type-arg]
@@ -114,3 +138,17 @@ async def _alerting(app: Sanic) -> None:  # type: ignore[type-arg]
                 await services.alerts.evaluate_noticed()
         except Exception:  # evaluation must never take the server down
             logging.getLogger("rtanalytics").exception("alert evaluation failed")
+
+
+LIVE_TICK_S = 0.05
+
+
+async def _live(app: Sanic) -> None:  # type: ignore[type-arg]
+    """Push live queries whose metrics changed (or whose window moved on), each at its interval."""
+    services: App = app.ctx.rta
+    while True:
+        await asyncio.sleep(LIVE_TICK_S)
+        try:
+            await services.live.run_due()
+        except Exception:  # one bad evaluation must not stop every subscription
+            logging.getLogger("rtanalytics").exception("live query evaluation failed")

@@ -20,7 +20,8 @@ def resolve_tenant(request: Request, api_keys: Mapping[str, str]) -> str:
         raise ValidationError.of([Problem("tenant_id", f"must match {TENANT_PATTERN}")])
     if not api_keys:
         return asked or "default"
-    key = request.headers.get("x-api-key")
+    # A browser cannot set headers on a WebSocket, so `api_key` may come as a query parameter too.
+    key = request.headers.get("x-api-key") or request.args.get("api_key")
     auth = request.headers.get("authorization", "")
     if key is None and auth.lower().startswith("bearer "):
         key = auth[7:].strip()

@@ -1,0 +1,188 @@
+"""WS /ws/metrics/{client_id}: live queries over WebSocket (SPEC §4).
+
+Each connection has an Outbox: control messages in order, and per subscription only the newest
+value of each metric x group. A client that reads slower than updates arrive loses the older
+values (never the newest), is told so with a `lagged` message, and slows no one else: the
+engine and the live-query loop only ever put into the outbox, which never waits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+from typing import Any
+
+import orjson
+from sanic import Blueprint, Request
+from sanic.server.websockets.impl import WebsocketImplProtocol
+
+from rtanalytics.core.durations import format_duration, format_timestamp
+from rtanalytics.core.errors import LimitExceededError, NotFoundError, RtAnalyticsError, ValidationError
+from rtanalytics.core.live import Connection, LiveUpdate
+from rtanalytics.entrypoints.http.common import services, tenant_of
+from rtanalytics.ports.notifier import AlertMessage
+
+bp = Blueprint("live")
+CONTROL_LIMIT = 1_000
+
+
+class Outbox:
+    """What one connection still has to send."""
+
+    def __init__(self) -> None:
+        self.control: deque[dict[str, Any]] = deque(maxlen=CONTROL_LIMIT)
+        self.pending: dict[str, dict[tuple[str, Any], dict[str, Any]]] = {}
+        self.dropped: dict[str, int] = {}
+        self.announced: set[str] = set()
+        self.wake = asyncio.Event()
+
+    def say(self, message: dict[str, Any]) -> None:
+        self.control.append(message)
+        self.wake.set()
+
+    def announce(self, sub_id: str, message: dict[str, Any]) -> None:
+        """Send `subscribed` before any data of the subscription."""
+        self.control.append(message)
+        self.announced.add(sub_id)
+        self.wake.set()
+
+    def forget(self, sub_id: str) -> None:
+        self.pending.pop(sub_id, None)
+        self.dropped.pop(sub_id, None)
+        self.announced.discard(sub_id)
+
+    def put(self, update: LiveUpdate) -> None:
+        """The live-query loop's sink: keep the newest value per metric x group."""
+        held = self.pending.setdefault(update.subscription, {})
+        for row in update.rows:
+            key = (row.metric, tuple(row.group.items()))
+            if key in held:
+                self.dropped[update.subscription] = self.dropped.get(update.subscription, 0) + 1
+            held[key] = {
+                "metric": row.metric,
+                "group": row.group,
+                "aggregation": row.aggregation,
+                "value": row.value,
+                "timestamp": format_timestamp(update.at),
+                "window": format_duration(row.window_ms),
+            }
+        self.wake.set()
+
+    async def pump(self, ws: WebsocketImplProtocol) -> None:
+        while True:
+            await self.wake.wait()
+            self.wake.clear()
+            while self.control:
+                await ws.send(orjson.dumps(self.control.popleft()).decode())
+            for sub_id in [s for s in self.pending if s in self.announced]:
+                rows = self.pending.pop(sub_id)
+                for data in rows.values():
+                    await ws.send(orjson.dumps({"type": "metric_data", "id": sub_id, "data": data}).decode())
+                dropped = self.dropped.pop(sub_id, 0)
+                if dropped:
+                    await ws.send(orjson.dumps({"type": "lagged", "id": sub_id, "dropped": dropped}).decode())
+                while self.control:  # answers to the client stay prompt
+                    await ws.send(orjson.dumps(self.control.popleft()).decode())
+
+
+def _error(code: str, message: str, details: Any = ()) -> dict[str, Any]:
+    return {"type": "error", "code": code, "message": message, "details": list(details)}
+
+
+def alert_message(message: AlertMessage) -> dict[str, Any]:
+    return {
+        "type": "alert",
+        "data": {
+            "alert_id": message.rule_id,
+            "alert_name": message.rule_name,
+            "metric": message.metric,
+            "group": dict(message.group),
+            "state": message.state,
+            "value": message.value,
+            "condition": {"operator": message.operator, "threshold": message.threshold},
+            "severity": message.severity,
+            "at": format_timestamp(message.at),
+        },
+    }
+
+
+async def _handle(app: Any, connection: Connection, outbox: Outbox, raw: str | bytes) -> None:
+    try:
+        message = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        outbox.say(_error("invalid_json", f"not JSON: {exc}"))
+        return
+    if not isinstance(message, dict):
+        outbox.say(_error("invalid_message", "a message is a JSON object with a `type`"))
+        return
+    kind = message.get("type")
+    if kind == "ping":
+        outbox.say({"type": "pong"})
+    elif kind == "subscribe":
+        try:
+            live = await app.live.subscribe_quietly(connection, message)
+        except ValidationError as exc:
+            details = [{"field": p.field, "message": p.message} for p in exc.details]
+            outbox.say(_error("invalid_query", exc.message, details))
+            return
+        except LimitExceededError as exc:
+            outbox.say(_error("too_many_subscriptions", exc.message))
+            return
+        outbox.announce(
+            live.id,
+            {
+                "type": "subscribed",
+                "id": live.id,
+                "metrics": list(live.query.metrics),
+                "interval_ms": int(live.interval_s * 1000),
+            },
+        )
+        await app.live.push_now(connection, live.id)
+    elif kind == "unsubscribe":
+        sub_id = message.get("id")
+        metrics = message.get("metrics")
+        if sub_id is None and not (isinstance(metrics, list) and all(isinstance(m, str) for m in metrics)):
+            outbox.say(_error("invalid_message", "unsubscribe needs an `id` or a list of `metrics`"))
+            return
+        try:
+            removed = app.live.unsubscribe(
+                connection, sub_id if isinstance(sub_id, str) else None, metrics or ()
+            )
+        except NotFoundError as exc:
+            outbox.say(_error("unknown_subscription", exc.message))
+            return
+        for i in removed:
+            outbox.forget(i)
+        outbox.say({"type": "unsubscribed", "ids": removed})
+    else:
+        outbox.say(
+            _error("unknown_type", f"unknown message type {kind!r}; use subscribe, unsubscribe or ping")
+        )
+
+
+@bp.websocket("/ws/metrics/<client_id:str>")  # type: ignore[untyped-decorator]
+async def feed(request: Request, ws: WebsocketImplProtocol, client_id: str) -> None:
+    app = services(request)
+    try:
+        tenant = tenant_of(request)
+    except RtAnalyticsError as exc:
+        await ws.send(orjson.dumps(_error(exc.code, exc.message)).decode())
+        await ws.close(code=4401 if exc.code == "unauthorized" else 4403, reason=exc.code)
+        return
+    outbox = Outbox()
+    connection = app.live.connect(tenant, client_id, outbox.put)
+    request.app.ctx.outboxes[connection] = outbox
+    sender = asyncio.get_running_loop().create_task(outbox.pump(ws))
+    outbox.say({"type": "connected", "client_id": client_id, "tenant_id": tenant})
+    try:
+        async for raw in ws:
+            if raw is None:
+                break
+            await _handle(app, connection, outbox, raw)
+    finally:
+        app.live.disconnect(connection)
+        request.app.ctx.outboxes.pop(connection, None)
+        sender.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await sender

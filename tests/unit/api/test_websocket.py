@@ -1,0 +1,251 @@
+"""The WebSocket API with a real client: every message type and error code, live updates,
+coalescing, unsubscribe, tenant isolation, alerts, and back-pressure."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from typing import Any
+
+import httpx
+import pytest
+import websockets
+
+from rtanalytics.core.live import LiveUpdate
+from rtanalytics.core.results import ResultRow
+from rtanalytics.entrypoints.http.live_bp import Outbox
+from tests.unit.api.live_server import running
+
+
+async def recv(ws: Any, timeout: float = 5.0) -> dict[str, Any]:
+    return json.loads(await asyncio.wait_for(ws.recv(), timeout))
+
+
+async def recv_type(ws: Any, kind: str, timeout: float = 5.0) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        message = await recv(ws, max(0.01, deadline - time.monotonic()))
+        if message["type"] == kind:
+            return message
+
+
+async def recv_data(ws: Any, value: Any, timeout: float = 5.0) -> dict[str, Any]:
+    """The first metric_data carrying `value` (earlier ones, such as the first "no data", skipped)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        message = await recv_type(ws, "metric_data", max(0.01, deadline - time.monotonic()))
+        if message["data"]["value"] == value:
+            return message
+
+
+async def ingest(base: str, points: list[dict[str, Any]], tenant: str | None = None) -> None:
+    params = {"tenant_id": tenant} if tenant else {}
+    async with httpx.AsyncClient() as client:
+        response = await client.post(f"{base}/api/v1/metrics", json={"metrics": points}, params=params)
+        assert response.status_code == 202, response.text
+
+
+def ws_url(base: str, client_id: str = "c1", query: str = "tenant_id=tenant1") -> str:
+    return base.replace("http://", "ws://") + f"/ws/metrics/{client_id}?{query}"
+
+
+async def test_connect_subscribe_and_receive_updates() -> None:
+    async with running() as (_, base), websockets.connect(ws_url(base)) as ws:
+        assert (await recv(ws)) == {"type": "connected", "client_id": "c1", "tenant_id": "tenant1"}
+        await ws.send(
+            json.dumps({"type": "subscribe", "metrics": ["api.requests.count", "api.response.time"]})
+        )
+        subscribed = await recv(ws)
+        assert subscribed["type"] == "subscribed" and subscribed["metrics"] == [
+            "api.requests.count",
+            "api.response.time",
+        ]
+        first = (await recv_type(ws, "metric_data"))["data"]
+        assert first["value"] is None  # answered at once: no data yet
+        await ingest(base, [{"name": "api.requests.count", "type": "count", "value": 3}], "tenant1")
+        data = (await recv_data(ws, 3))["data"]
+        assert data["metric"] == "api.requests.count" and data["value"] == 3 and data["window"] == "1m"
+        assert data["aggregation"] == "sum" and data["group"] == {} and data["timestamp"].endswith("Z")
+        await ws.send(json.dumps({"type": "ping"}))
+        assert (await recv_type(ws, "pong")) == {"type": "pong"}
+
+
+async def test_a_full_live_query_with_groups() -> None:
+    async with running() as (_, base), websockets.connect(ws_url(base)) as ws:
+        await recv(ws)
+        await ws.send(
+            json.dumps(
+                {
+                    "type": "subscribe",
+                    "id": "lat",
+                    "metrics": ["latency"],
+                    "window": "5m",
+                    "aggregation": "max",
+                    "group_by": ["endpoint"],
+                    "filters": {"tags.endpoint": {"prefix": "/api"}},
+                    "interval_ms": 100,
+                }
+            )
+        )
+        assert (await recv(ws))["id"] == "lat"
+        await ingest(
+            base,
+            [
+                {"name": "latency", "type": "max", "value": 10, "tags": {"endpoint": "/api/a"}},
+                {"name": "latency", "type": "max", "value": 30, "tags": {"endpoint": "/api/b"}},
+                {"name": "latency", "type": "max", "value": 99, "tags": {"endpoint": "/other"}},
+            ],
+            "tenant1",
+        )
+        got = {}
+        while len(got) < 2:
+            message = await recv_type(ws, "metric_data")
+            assert message["id"] == "lat"
+            if "endpoint" in message["data"]["group"]:
+                got[message["data"]["group"]["endpoint"]] = message["data"]["value"]
+        assert got == {"/api/a": 10, "/api/b": 30}
+
+
+@pytest.mark.parametrize(
+    ("raw", "code"),
+    [
+        ("{not json", "invalid_json"),
+        ("[1, 2]", "invalid_message"),
+        (json.dumps({"type": "dance"}), "unknown_type"),
+        (json.dumps({"type": "subscribe", "metrics": []}), "invalid_query"),
+        (json.dumps({"type": "subscribe", "metrics": ["m"], "interval_ms": 5}), "invalid_query"),
+        (json.dumps({"type": "subscribe", "metrics": ["m"], "aggregation": "median"}), "invalid_query"),
+        (json.dumps({"type": "unsubscribe", "id": "nope"}), "unknown_subscription"),
+        (json.dumps({"type": "unsubscribe"}), "invalid_message"),
+    ],
+)
+async def test_every_bad_message_gets_an_error_code(raw: str, code: str) -> None:
+    async with running() as (_, base), websockets.connect(ws_url(base)) as ws:
+        await recv(ws)
+        await ws.send(raw)
+        error = await recv(ws)
+        assert error["type"] == "error" and error["code"] == code and error["message"]
+        await ws.send(json.dumps({"type": "ping"}))  # the connection lives on
+        assert (await recv(ws))["type"] == "pong"
+
+
+async def test_invalid_query_names_the_field() -> None:
+    async with running() as (_, base), websockets.connect(ws_url(base)) as ws:
+        await recv(ws)
+        await ws.send(json.dumps({"type": "subscribe", "metrics": ["m"], "filters": {"tags.k": {"like": 1}}}))
+        error = await recv(ws)
+        assert error["details"][0]["field"] == "filters.tags.k.like"
+
+
+async def test_too_many_subscriptions() -> None:
+    async with (
+        running(max_subscriptions_per_connection=2) as (_, base),
+        websockets.connect(ws_url(base)) as ws,
+    ):
+        await recv(ws)
+        for i in range(2):
+            await ws.send(json.dumps({"type": "subscribe", "metrics": [f"m{i}"]}))
+            await recv_type(ws, "subscribed")
+        await ws.send(json.dumps({"type": "subscribe", "metrics": ["m9"]}))
+        error = await recv_type(ws, "error")
+        assert error["code"] == "too_many_subscriptions" and "at most 2" in error["message"]
+
+
+async def test_updates_are_coalesced_to_the_interval() -> None:
+    async with running() as (_, base), websockets.connect(ws_url(base)) as ws:
+        await recv(ws)
+        await ws.send(json.dumps({"type": "subscribe", "metrics": ["hits"], "interval_ms": 1000}))
+        await recv_type(ws, "subscribed")
+        await recv_type(ws, "metric_data")  # the first answer, at once
+        started = time.monotonic()
+        for _ in range(10):
+            await ingest(base, [{"name": "hits", "type": "count"}], "tenant1")
+            await asyncio.sleep(0.05)
+        updates = []
+        while time.monotonic() - started < 2.5:
+            with contextlib.suppress(TimeoutError):
+                updates.append(await recv(ws, 0.1))
+        data = [u for u in updates if u["type"] == "metric_data"]
+        # ten changes in about a second; at most one message a second, and the last is the total
+        assert 1 <= len(data) <= 3 and data[-1]["data"]["value"] == 10
+
+
+async def test_unsubscribe_stops_updates() -> None:
+    async with running() as (_, base), websockets.connect(ws_url(base)) as ws:
+        await recv(ws)
+        await ws.send(json.dumps({"type": "subscribe", "metrics": ["hits"], "id": "a", "interval_ms": 100}))
+        await recv_type(ws, "metric_data")
+        await ws.send(json.dumps({"type": "unsubscribe", "metrics": ["hits"]}))
+        assert (await recv_type(ws, "unsubscribed"))["ids"] == ["a"]
+        await ingest(base, [{"name": "hits", "type": "count"}], "tenant1")
+        with pytest.raises(asyncio.TimeoutError):
+            await recv_type(ws, "metric_data", timeout=0.5)
+
+
+async def test_tenants_are_isolated() -> None:
+    async with running() as (_, base), websockets.connect(ws_url(base, query="tenant_id=a")) as ws:
+        await recv(ws)
+        await ws.send(json.dumps({"type": "subscribe", "metrics": ["secret"], "interval_ms": 100}))
+        first = await recv_type(ws, "metric_data")
+        assert first["data"]["value"] is None
+        await ingest(base, [{"name": "secret", "type": "count"}], "b")
+        with pytest.raises(asyncio.TimeoutError):
+            await recv_type(ws, "metric_data", timeout=0.5)
+
+
+async def test_api_keys_decide_the_tenant() -> None:
+    async with running(api_keys={"k1": "alpha"}) as (_, base):
+        async with websockets.connect(ws_url(base, query="api_key=nope")) as ws:
+            assert (await recv(ws))["code"] == "unauthorized"
+            with pytest.raises(websockets.ConnectionClosed):
+                await recv(ws)
+        async with websockets.connect(ws_url(base, query="api_key=k1&tenant_id=beta")) as ws:
+            assert (await recv(ws))["code"] == "forbidden"
+        async with websockets.connect(ws_url(base, query="api_key=k1")) as ws:
+            assert (await recv(ws))["tenant_id"] == "alpha"
+
+
+async def test_alert_transitions_are_pushed() -> None:
+    async with running() as (app, base), websockets.connect(ws_url(base)) as ws:
+        await recv(ws)
+        await app.ctx.rta.alerts.create(
+            "tenant1",
+            {"alert_name": "Hot", "metric": "temp", "condition": {"operator": ">", "threshold": 50}},
+        )
+        await ingest(base, [{"name": "temp", "type": "max", "value": 80}], "tenant1")
+        alert = await recv_type(ws, "alert", timeout=5)
+        assert (
+            alert["data"]["alert_name"] == "Hot"
+            and alert["data"]["state"] == "firing"
+            and alert["data"]["value"] == 80
+        )
+
+
+class SlowSocket:
+    """Stands in for a client that reads slowly: each send takes a while."""
+
+    def __init__(self) -> None:
+        self.sent: list[dict[str, Any]] = []
+
+    async def send(self, text: str) -> None:
+        await asyncio.sleep(0.05)
+        self.sent.append(json.loads(text))
+
+
+async def test_a_slow_reader_gets_the_newest_value_and_a_lagged_notice() -> None:
+    outbox = Outbox()
+    outbox.announce("s", {"type": "subscribed", "id": "s"})
+    ws = SlowSocket()
+    pump = asyncio.get_running_loop().create_task(outbox.pump(ws))  # type: ignore[arg-type]
+    for value in range(100):  # far faster than the socket drains; put never waits
+        outbox.put(LiveUpdate("s", (ResultRow("m", {}, "sum", float(value), None, 60_000),), float(value)))
+        await asyncio.sleep(0)
+    await asyncio.sleep(0.5)
+    pump.cancel()
+    data = [m for m in ws.sent if m["type"] == "metric_data"]
+    lagged = [m for m in ws.sent if m["type"] == "lagged"]
+    assert data[-1]["data"]["value"] == 99  # the newest always arrives
+    assert len(data) < 10 and lagged and sum(m["dropped"] for m in lagged) + len(data) == 100
+    assert len(outbox.pending) == 0  # bounded: at most one value per metric x group waits
