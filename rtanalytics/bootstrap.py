@@ -11,12 +11,14 @@ import attrs
 
 from rtanalytics.adapters.clock import SystemClock
 from rtanalytics.adapters.memory.alert_store import MemoryAlertStore
+from rtanalytics.adapters.memory.dashboard_store import MemoryDashboardStore
 from rtanalytics.adapters.memory.metric_store import MemoryMetricStore
 from rtanalytics.adapters.memory.update_bus import InProcessUpdateBus
 from rtanalytics.adapters.notify.channels import DispatchNotifier, HttpNotifier, SmtpNotifier, SmtpSettings
 from rtanalytics.config import Config
 from rtanalytics.core.alerting import AlertService
 from rtanalytics.core.alerts import NotifyDefaults
+from rtanalytics.core.dashboard_service import DashboardService
 from rtanalytics.core.engine import AnalyticsEngine, EngineLimits
 from rtanalytics.core.errors import ValidationError
 from rtanalytics.core.live import LiveQueries
@@ -38,6 +40,7 @@ class App:
     notifier: Notifier
     live: LiveQueries
     bus: UpdateBus
+    dashboards: DashboardService
 
     async def start(self) -> None:
         await self.engine.start()
@@ -119,6 +122,14 @@ def bootstrap(config: Config | None = None, **overrides: Any) -> App:
         retry=overrides.get("retry"),
     )
     bus.subscribe(alerts.notice)
+    dashboards = DashboardService(engine, overrides.get("dashboard_store") or MemoryDashboardStore(), clock)
     return App(
-        config=config, engine=engine, clock=clock, alerts=alerts, notifier=notifier, live=live, bus=bus
+        config=config,
+        engine=engine,
+        clock=clock,
+        alerts=alerts,
+        notifier=notifier,
+        live=live,
+        bus=bus,
+        dashboards=dashboards,
     )

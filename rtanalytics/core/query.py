@@ -95,8 +95,8 @@ def _string_list(value: Any, field: str, problems: list[Problem]) -> tuple[str, 
     return tuple(value)
 
 
-def _parse_filter(key: str, spec: Any, problems: list[Problem]) -> list[TagFilter]:
-    field = f"filters.{key}"
+def _parse_filter(key: str, spec: Any, problems: list[Problem], prefix: str = "") -> list[TagFilter]:
+    field = f"{prefix}filters.{key}"
     if not key.startswith("tags.") or _TAG_KEY_RE.match(key[5:]) is None:
         problems.append(Problem(field, "filter keys are 'tags.<tag key>'"))
         return []
@@ -219,7 +219,7 @@ def parse_query(body: Any, *, prefix: str = "") -> Query:
             problems.append(Problem(f"{prefix}filters", 'must be an object like {"tags.endpoint": "/x"}'))
         else:
             for key, spec in raw_filters.items():
-                filters.extend(_parse_filter(key, spec, problems))
+                filters.extend(_parse_filter(key, spec, problems, prefix))
     limit = body.get("limit")
     if limit is not None and (type(limit) is not int or limit < 1):
         problems.append(Problem(f"{prefix}limit", "must be a positive integer"))

@@ -13,6 +13,7 @@ from sanic import HTTPResponse, Request, Sanic
 from rtanalytics.bootstrap import App
 from rtanalytics.entrypoints.http import (
     alerts_bp,
+    dashboards_bp,
     errors,
     health_bp,
     live_bp,
@@ -56,6 +57,7 @@ def create_app(services: App, name: str | None = None) -> Sanic:  # type: ignore
         prometheus_bp.bp,
         alerts_bp.bp,
         live_bp.bp,
+        dashboards_bp.bp,
     ):
         app.blueprint(blueprint)
 

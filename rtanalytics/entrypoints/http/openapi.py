@@ -229,6 +229,60 @@ def document() -> dict[str, Any]:
                     "responses": {"200": {"description": "Events"}, **_errors(400, 404)},
                 },
             },
+            "/api/v1/dashboards": {
+                "post": {
+                    "summary": "Create a dashboard (widgets on a 12-column grid, queries as /api/v1/query)",
+                    "parameters": [tenant],
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": {"type": "object"}}},
+                    },
+                    "responses": {"201": {"description": "Created"}, **_errors(400)},
+                },
+                "get": {
+                    "summary": "Dashboards, newest first; ?limit= ?offset= ?name=",
+                    "parameters": [tenant],
+                    "responses": {"200": {"description": "A page of dashboards"}, **_errors(400)},
+                },
+            },
+            "/api/v1/dashboards/{id}": {
+                "get": {
+                    "summary": "One dashboard",
+                    "parameters": [rule_id, tenant],
+                    "responses": {"200": {"description": "Dashboard"}, **_errors(404)},
+                },
+                "put": {
+                    "summary": "Replace a dashboard; with `version`, 409 when stale",
+                    "parameters": [rule_id, tenant],
+                    "responses": {
+                        "200": {"description": "Dashboard"},
+                        "409": {"description": "Stale version"},
+                        **_errors(400, 404),
+                    },
+                },
+                "delete": {
+                    "summary": "Delete a dashboard",
+                    "parameters": [rule_id, tenant],
+                    "responses": {"204": {"description": "Deleted"}, **_errors(404)},
+                },
+            },
+            "/api/v1/dashboards/{id}/data": {
+                "get": {
+                    "summary": "Every widget's query evaluated",
+                    "parameters": [rule_id, tenant],
+                    "responses": {"200": {"description": "Results by widget id"}, **_errors(404)},
+                },
+            },
+            "/ws/metrics/{client_id}": {
+                "get": {
+                    "summary": "WebSocket: live queries (subscribe / unsubscribe / ping; metric_data, alert, lagged)",
+                    "parameters": [
+                        {"name": "client_id", "in": "path", "required": True, "schema": {"type": "string"}},
+                        tenant,
+                    ],
+                    "responses": {"101": {"description": "Switching protocols"}},
+                }
+            },
             "/health": {"get": {"summary": "Liveness", "responses": {"200": {"description": "Serving"}}}},
             "/api/v1/health": {
                 "get": {
