@@ -17,6 +17,7 @@ import orjson
 from sanic import Blueprint, Request
 from sanic.server.websockets.impl import WebsocketImplProtocol
 
+from rtanalytics.adapters.notify import messages
 from rtanalytics.core.durations import format_duration, format_timestamp
 from rtanalytics.core.errors import LimitExceededError, NotFoundError, RtAnalyticsError, ValidationError
 from rtanalytics.core.live import Connection, LiveUpdate
@@ -91,20 +92,8 @@ def _error(code: str, message: str, details: Any = ()) -> dict[str, Any]:
 
 
 def alert_message(message: AlertMessage) -> dict[str, Any]:
-    return {
-        "type": "alert",
-        "data": {
-            "alert_id": message.rule_id,
-            "alert_name": message.rule_name,
-            "metric": message.metric,
-            "group": dict(message.group),
-            "state": message.state,
-            "value": message.value,
-            "condition": {"operator": message.operator, "threshold": message.threshold},
-            "severity": message.severity,
-            "at": format_timestamp(message.at),
-        },
-    }
+    """An alert transition for WebSocket clients: the same JSON a webhook receives."""
+    return {"type": "alert", "data": messages.webhook(message)}
 
 
 async def _handle(app: Any, connection: Connection, outbox: Outbox, raw: str | bytes) -> None:

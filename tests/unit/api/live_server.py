@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -12,12 +11,7 @@ from sanic import Sanic
 from rtanalytics.bootstrap import bootstrap
 from rtanalytics.config import Config
 from rtanalytics.entrypoints.http.app import create_app
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.unit.receivers import free_port
 
 
 @asynccontextmanager
