@@ -81,3 +81,26 @@ def test_kernel_and_numpy_paths_agree(batches: list, steps: list) -> None:
                             assert sa.estimate() == sb.estimate()
                         else:
                             assert sa == sb
+
+
+@given(
+    st.integers(min_value=1, max_value=40),
+    st.integers(min_value=0, max_value=39),
+    st.lists(st.integers(min_value=0, max_value=9), min_size=1, max_size=5),
+    st.sampled_from(["run", "wrapped", "any"]),
+    st.data(),
+)
+def test_gather_equals_the_elementwise_gather(length: int, start: int, rows: list, shape: str, data) -> None:
+    from rtanalytics.adapters.memory.metric_store import _gather
+
+    ring = np.arange(10 * 40 * 3, dtype=np.float64).reshape(10, 40, 3)
+    if shape == "any":
+        cols = np.array(data.draw(st.lists(st.integers(min_value=0, max_value=39), min_size=1, max_size=12)))
+    else:
+        cols = (
+            (start + np.arange(min(length, 40))) % 40
+            if shape == "wrapped"
+            else np.arange(start, min(40, start + length))
+        )
+    picked = np.array(rows)
+    assert np.array_equal(_gather(ring, picked, cols), ring[np.ix_(picked, cols)])
