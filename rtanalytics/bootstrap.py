@@ -91,6 +91,7 @@ def build_notifier(config: Config) -> DispatchNotifier:
                 config.smtp_password,
                 config.smtp_tls,
                 config.smtp_from,
+                ca_file=config.smtp_ca_file,
             )
         )
     return DispatchNotifier(smtp, HttpNotifier())

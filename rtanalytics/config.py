@@ -55,6 +55,7 @@ class Config:
     smtp_password: str | None = None
     smtp_tls: str = "none"
     smtp_from: str = "rtanalytics@localhost"
+    smtp_ca_file: str | None = None
     alert_email_to: tuple[str, ...] = ()
     slack_webhook_url: str | None = None
     webhook_url: str | None = None
@@ -101,6 +102,7 @@ class Config:
             ("RTA_SMTP_USER", "smtp_user"),
             ("RTA_SMTP_PASSWORD", "smtp_password"),
             ("RTA_SMTP_FROM", "smtp_from"),
+            ("RTA_SMTP_CA_FILE", "smtp_ca_file"),
             ("RTA_SLACK_WEBHOOK_URL", "slack_webhook_url"),
             ("RTA_WEBHOOK_URL", "webhook_url"),
         ):

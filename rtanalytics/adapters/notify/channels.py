@@ -26,6 +26,7 @@ class SmtpSettings:
     tls: str = "none"  # none | starttls | ssl
     sender: str = "rtanalytics@localhost"
     timeout_s: float = 10.0
+    ca_file: str | None = None  # a private CA to trust for the server's certificate
 
 
 class SmtpNotifier:
@@ -47,7 +48,7 @@ class SmtpNotifier:
 
     def _send(self, email: EmailMessage) -> None:
         s = self.settings
-        context = ssl.create_default_context()
+        context = ssl.create_default_context(cafile=s.ca_file)
         if s.tls == "ssl":
             server: smtplib.SMTP = smtplib.SMTP_SSL(s.host, s.port, timeout=s.timeout_s, context=context)
         else:
