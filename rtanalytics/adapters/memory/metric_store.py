@@ -421,14 +421,13 @@ def _gather(data: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
     """data[rows][:, cols] without an element-by-element gather when the columns are runs:
     a window's buckets are consecutive columns of the ring (wrapping at most once), so a row's
     part is one contiguous slice (current value: 0.24 -> ~0.05 ms)."""
-    if len(cols) and cols[-1] - cols[0] == len(cols) - 1:
-        return data[:, cols[0] : cols[-1] + 1][rows]  # type: ignore[no-any-return]
     breaks = np.flatnonzero(np.diff(cols) != 1)
+    if len(cols) and len(breaks) == 0:
+        return data[:, cols[0] : cols[-1] + 1][rows]  # type: ignore[no-any-return]
     if len(breaks) == 1:
         split = breaks[0] + 1
         head, tail = cols[:split], cols[split:]
-        if head[-1] - head[0] == len(head) - 1 and tail[-1] - tail[0] == len(tail) - 1:
-            return np.concatenate(
-                (data[:, head[0] : head[-1] + 1][rows], data[:, tail[0] : tail[-1] + 1][rows]), axis=1
-            )
+        return np.concatenate(
+            (data[:, head[0] : head[-1] + 1][rows], data[:, tail[0] : tail[-1] + 1][rows]), axis=1
+        )
     return data[np.ix_(rows, cols)]  # type: ignore[no-any-return]
