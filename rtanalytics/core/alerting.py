@@ -18,7 +18,7 @@ import attrs
 from rtanalytics.core.alert_machine import AlertState, Instance, Transition, step
 from rtanalytics.core.alerts import AlertEvent, AlertRule, InstanceView, NotifyDefaults, parse_rule
 from rtanalytics.core.engine import AnalyticsEngine
-from rtanalytics.core.errors import DeliveryError, NotFoundError, Problem, RtAnalyticsError, ValidationError
+from rtanalytics.core.errors import DeliveryError, NotFoundError, RtAnalyticsError
 from rtanalytics.core.metrics import MetricType
 from rtanalytics.ports.alert_store import AlertStore
 from rtanalytics.ports.clock import Clock
@@ -260,15 +260,6 @@ class AlertService:
 
 def _order(item: tuple[GroupKey, Instance]) -> tuple[tuple[bool, str], ...]:
     return tuple((v is None, f"{k}={v or ''}") for k, v in item[0])
-
-
-def parse_version(raw: Any) -> int | None:
-    """The optional `version` of a PUT body (for optimistic concurrency)."""
-    if raw is None:
-        return None
-    if type(raw) is not int or raw < 1:
-        raise ValidationError.of([Problem("version", "must be a positive integer")])
-    return raw
 
 
 __all__ = ["AlertService", "AlertState", "RetryPolicy"]

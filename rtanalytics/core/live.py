@@ -127,6 +127,8 @@ class LiveQueries:
         self._per_tenant: dict[str, int] = {}
         self._connections: set[Connection] = set()
         self._ids = itertools.count(1)
+        self._marked: set[_Subscription] = set()  # changed since their last evaluation
+        self._next_sweep = 0.0
         self.evaluations = 0  # queries run, for the benchmark and the service's own metrics
 
     @property
@@ -150,20 +152,14 @@ class LiveQueries:
     def connections_of(self, tenant: str) -> Iterable[Connection]:
         return [c for c in self._connections if c.tenant == tenant]
 
-    async def subscribe(self, connection: Connection, message: dict[str, Any]) -> LiveQuery:
-        """Add a subscription and push its result at once."""
-        live = await self.subscribe_quietly(connection, message)
-        await self.push_now(connection, live.id)
-        return live
-
     async def push_now(self, connection: Connection, sub_id: str) -> None:
         """Evaluate one subscription now and push what it answers."""
         subscription = connection.subscriptions.get(sub_id)
         if subscription is not None:
             await self._evaluate([subscription], self.clock.now())
 
-    async def subscribe_quietly(self, connection: Connection, message: dict[str, Any]) -> LiveQuery:
-        """Add a subscription without pushing anything yet (the caller announces it first)."""
+    async def subscribe(self, connection: Connection, message: dict[str, Any]) -> LiveQuery:
+        """Add a subscription; nothing is pushed until `push_now` (the caller announces it first)."""
         live = parse_live(message, f"sub-{next(self._ids)}")
         if live.id in connection.subscriptions:
             raise ValidationError.of(
@@ -199,6 +195,7 @@ class LiveQueries:
 
     def _drop(self, connection: Connection, sub_id: str) -> None:
         subscription = connection.subscriptions.pop(sub_id)
+        self._marked.discard(subscription)
         self._per_tenant[connection.tenant] -= 1
         for name in subscription.live.query.metrics:
             held = self._by_metric.get((connection.tenant, name))
@@ -212,17 +209,21 @@ class LiveQueries:
         for name in names:
             for subscription in self._by_metric.get((tenant, name), ()):
                 subscription.dirty = True
+                self._marked.add(subscription)
 
     async def run_due(self) -> int:
-        """Evaluate every subscription that is marked or stale and whose interval allows; return
-        how many queries ran."""
+        """Evaluate the subscriptions that are marked, or stale, and whose interval allows;
+        return how many queries ran."""
         now = self.clock.now()
-        due = [
-            s
-            for c in self._connections
-            for s in c.subscriptions.values()
-            if now >= s.due_at and (s.dirty or now - s.refreshed_at >= REFRESH_S)
-        ]
+        due = [s for s in self._marked if now >= s.due_at]
+        if now >= self._next_sweep:  # stale windows: a full scan once a second, not every tick
+            self._next_sweep = now + 1.0
+            due += [
+                s
+                for c in self._connections
+                for s in c.subscriptions.values()
+                if not s.dirty and now >= s.due_at and now - s.refreshed_at >= REFRESH_S
+            ]
         return await self._evaluate(due, now) if due else 0
 
     async def _evaluate(self, subscriptions: list[_Subscription], now: float) -> int:
@@ -245,6 +246,7 @@ class LiveQueries:
             )
             for s in group:
                 s.dirty = False
+                self._marked.discard(s)
                 s.due_at = now + s.live.interval_s
                 s.refreshed_at = now
                 changed = []

@@ -7,11 +7,11 @@ from typing import Any
 from sanic import Blueprint, HTTPResponse, Request
 
 from rtanalytics.core.alert_machine import AlertState
-from rtanalytics.core.alerting import AlertService, parse_version
+from rtanalytics.core.alerting import AlertService
 from rtanalytics.core.alerts import AlertEvent, AlertRule
 from rtanalytics.core.durations import format_timestamp
 from rtanalytics.core.errors import Problem, ValidationError
-from rtanalytics.entrypoints.http.common import json_body, json_response, services, tenant_of
+from rtanalytics.entrypoints.http.common import json_body, json_response, services, tenant_of, versioned_body
 
 bp = Blueprint("alerts", url_prefix="/api/v1/alerts")
 _SEVERITY_OF_STATE = {
@@ -78,10 +78,7 @@ async def get(request: Request, rule_id: str) -> HTTPResponse:
 async def replace(request: Request, rule_id: str) -> HTTPResponse:
     """A whole new definition; with `version`, 409 if someone else changed it first."""
     app = services(request)
-    body = json_body(request)
-    if not isinstance(body, dict):
-        raise ValidationError.of([Problem("body", "must be a JSON object")])
-    version = parse_version(body.pop("version", None))
+    body, version = versioned_body(request)
     rule = await app.alerts.replace(tenant_of(request), rule_id, body, version)
     return json_response(rule_json(app.alerts, rule))
 

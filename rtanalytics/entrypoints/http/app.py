@@ -23,6 +23,7 @@ from rtanalytics.entrypoints.http import (
     query_bp,
 )
 from rtanalytics.entrypoints.http.telemetry import Telemetry
+from rtanalytics.ports.notifier import AlertMessage
 
 _names = itertools.count()
 access_log = logging.getLogger("rtanalytics.access")
@@ -41,11 +42,11 @@ def create_app(services: App, name: str | None = None) -> Sanic:  # type: ignore
     app.config.WEBSOCKET_PING_INTERVAL = 20  # the server pings; a peer silent past the timeout is closed
     app.config.WEBSOCKET_PING_TIMEOUT = 20
 
-    def push_alert(tenant: str, _rule: object, message: object) -> None:
+    def push_alert(tenant: str, _rule: object, message: AlertMessage) -> None:
         for connection in services.live.connections_of(tenant):
             outbox = app.ctx.outboxes.get(connection)
             if outbox is not None:
-                outbox.say(live_bp.alert_message(message))  # type: ignore[arg-type]
+                outbox.say(live_bp.alert_message(message))
 
     services.alerts.on_transition(push_alert)
     app.error_handler.add(Exception, errors.handle)

@@ -34,5 +34,16 @@ def json_body(request: Request) -> Any:
         raise ValidationError.of([Problem("body", f"is not valid JSON: {exc}")]) from None
 
 
+def versioned_body(request: Request) -> tuple[dict[str, Any], int | None]:
+    """A PUT body and its optional `version` (optimistic concurrency: 409 when stale)."""
+    body = json_body(request)
+    if not isinstance(body, dict):
+        raise ValidationError.of([Problem("body", "must be a JSON object")])
+    version = body.pop("version", None)
+    if version is not None and (type(version) is not int or version < 1):
+        raise ValidationError.of([Problem("version", "must be a positive integer")])
+    return body, version
+
+
 def json_response(value: Any, status: int = 200) -> HTTPResponse:
     return HTTPResponse(dumps(value), status=status, content_type="application/json")

@@ -7,11 +7,10 @@ from typing import Any
 
 from sanic import Blueprint, HTTPResponse, Request
 
-from rtanalytics.core.alerting import parse_version
 from rtanalytics.core.dashboards import Dashboard
 from rtanalytics.core.durations import format_timestamp
 from rtanalytics.core.errors import NotFoundError, Problem, RtAnalyticsError, ValidationError
-from rtanalytics.entrypoints.http.common import json_body, json_response, services, tenant_of
+from rtanalytics.entrypoints.http.common import json_body, json_response, services, tenant_of, versioned_body
 from rtanalytics.entrypoints.http.wire import converter
 
 bp = Blueprint("dashboards")
@@ -66,10 +65,7 @@ async def get(request: Request, dashboard_id: str) -> HTTPResponse:
 @bp.put("/api/v1/dashboards/<dashboard_id:str>")
 async def replace(request: Request, dashboard_id: str) -> HTTPResponse:
     """A whole new definition; with `version`, 409 if it changed since that version."""
-    body = json_body(request)
-    if not isinstance(body, dict):
-        raise ValidationError.of([Problem("body", "must be a JSON object")])
-    version = parse_version(body.pop("version", None))
+    body, version = versioned_body(request)
     dashboard = await services(request).dashboards.replace(tenant_of(request), dashboard_id, body, version)
     return json_response(dashboard_json(dashboard))
 

@@ -110,7 +110,7 @@ async def _handle(app: Any, connection: Connection, outbox: Outbox, raw: str | b
         outbox.say({"type": "pong"})
     elif kind == "subscribe":
         try:
-            live = await app.live.subscribe_quietly(connection, message)
+            live = await app.live.subscribe(connection, message)
         except ValidationError as exc:
             details = [{"field": p.field, "message": p.message} for p in exc.details]
             outbox.say(_error("invalid_query", exc.message, details))
