@@ -5,6 +5,8 @@ Nothing connects at import time; `bootstrap(config)` builds, `App.start()` conne
 
 from __future__ import annotations
 
+import socket
+from collections.abc import Sequence
 from typing import Any
 
 import attrs
@@ -22,7 +24,7 @@ from rtanalytics.core.dashboard_service import DashboardService
 from rtanalytics.core.engine import AnalyticsEngine, EngineLimits
 from rtanalytics.core.errors import ValidationError
 from rtanalytics.core.live import LiveQueries
-from rtanalytics.core.windows import default_tiers
+from rtanalytics.core.windows import Tier, default_tiers
 from rtanalytics.ports.clock import Clock
 from rtanalytics.ports.metric_store import MetricStore
 from rtanalytics.ports.notifier import Notifier
@@ -61,6 +63,22 @@ def _limits(config: Config) -> EngineLimits:
     )
 
 
+def build_store(config: Config, tiers: Sequence[Tier]) -> MetricStore:
+    """The configured backend's metric store (not connected yet)."""
+    if config.backend == "ignite":
+        from rtanalytics.adapters.ignite.metric_store import IgniteMetricStore, IgniteSettings
+
+        settings = IgniteSettings(
+            nodes=config.ignite_nodes(),
+            backups=config.ignite_backups,
+            raw_ttl_s=config.cache_ttl_s,
+            flush_interval_s=config.ignite_flush_ms / 1000,
+            writer_id=config.writer_id or f"{socket.gethostname()}-{config.port}",
+        )
+        return IgniteMetricStore(settings, tiers)
+    return MemoryMetricStore(tiers, memory_budget=config.memory_budget_mb * 2**20)
+
+
 def build_engine(
     config: Config, *, store: MetricStore | None = None, clock: Clock | None = None
 ) -> AnalyticsEngine:
@@ -70,8 +88,17 @@ def build_engine(
         raise ValidationError.of(problems)
     tiers = default_tiers(config.coarse_retention_s)
     if store is None:
-        store = MemoryMetricStore(tiers, memory_budget=config.memory_budget_mb * 2**20)
+        store = build_store(config, tiers)
     return AnalyticsEngine(store, clock or SystemClock(), limits=_limits(config), tiers=tiers)
+
+
+def build_bus(store: MetricStore) -> UpdateBus:
+    """In-process notices; with a shared store, also the notices of other instances' flushes."""
+    bus = InProcessUpdateBus()
+    remote = getattr(store, "on_remote_change", None)
+    if remote is not None:
+        remote(bus.publish)
+    return bus
 
 
 def notify_defaults(config: Config) -> NotifyDefaults:
@@ -104,7 +131,7 @@ def bootstrap(config: Config | None = None, **overrides: Any) -> App:
     clock = overrides.get("clock") or SystemClock()
     engine = build_engine(config, store=overrides.get("store"), clock=clock)
     notifier = overrides.get("notifier") or build_notifier(config)
-    bus: UpdateBus = overrides.get("bus") or InProcessUpdateBus()
+    bus: UpdateBus = overrides.get("bus") or build_bus(engine.store)
     engine.on_change(bus.publish)
     live = LiveQueries(
         engine,

@@ -11,7 +11,7 @@ import attrs
 from rtanalytics.core.durations import parse_duration
 from rtanalytics.core.errors import Problem, ValidationError
 
-BACKENDS = ("memory",)
+BACKENDS = ("memory", "ignite")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 TENANT_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
 _TENANT_RE = re.compile(TENANT_PATTERN)
@@ -38,6 +38,9 @@ class Config:
     pulsar_url: str = "pulsar://127.0.0.1:6650"
     cassandra_hosts: tuple[str, ...] = ("127.0.0.1",)
     cache_ttl_s: int = 3_600
+    ignite_backups: int = 1
+    ignite_flush_ms: int = 500
+    writer_id: str | None = None  # default: host name and port (the service) or host name and pid
     max_query_size: int = 100_000
     max_series_per_tenant: int = 100_000
     max_request_bytes: int = 10 * 1024 * 1024
@@ -89,6 +92,9 @@ class Config:
         integer("IGNITE_PORT", "ignite_port")
         text("PULSAR_URL", "pulsar_url")
         integer("CACHE_TTL", "cache_ttl_s")
+        integer("RTA_IGNITE_BACKUPS", "ignite_backups", 0)
+        integer("RTA_IGNITE_FLUSH_MS", "ignite_flush_ms", 10)
+        text("RTA_WRITER_ID", "writer_id")
         integer("MAX_QUERY_SIZE", "max_query_size")
         integer("RTA_MAX_SERIES", "max_series_per_tenant")
         integer("RTA_MAX_REQUEST_BYTES", "max_request_bytes")
@@ -152,12 +158,35 @@ class Config:
             raise ValidationError.of(problems)
         return config
 
+    def ignite_nodes(self) -> tuple[tuple[str, int], ...]:
+        """IGNITE_HOST is a host, or a comma-separated list of host[:port] (port: IGNITE_PORT)."""
+        nodes = []
+        for part in self.ignite_host.split(","):
+            host, sep, port = part.strip().rpartition(":")
+            if not sep:
+                host, port = port, str(self.ignite_port)
+            if not host or not port.isdigit():
+                raise ValueError(f"entries are host or host:port, got {part.strip()!r}")
+            nodes.append((host, int(port)))
+        return tuple(nodes)
+
     def problems(self) -> list[Problem]:
         """What is wrong with these settings, all at once."""
         out = []
         if self.backend not in BACKENDS:
             out.append(
                 Problem("RTA_BACKEND", f"{self.backend!r} is not available; use one of {', '.join(BACKENDS)}")
+            )
+        try:
+            self.ignite_nodes()
+        except ValueError as exc:
+            out.append(Problem("IGNITE_HOST", str(exc)))
+        if self.ignite_flush_ms > 1_000:
+            out.append(
+                Problem(
+                    "RTA_IGNITE_FLUSH_MS",
+                    f"must be at most 1000 (flush at least every second), got {self.ignite_flush_ms}",
+                )
             )
         if self.smtp_tls not in ("none", "starttls", "ssl"):
             out.append(

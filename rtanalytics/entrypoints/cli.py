@@ -78,11 +78,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 2  # pragma: no cover - argparse rejects unknown commands
 
 
+def preflight(config: Config) -> None:
+    """Fail before the server starts, in one line, when the backend cannot be reached."""
+    if config.backend != "ignite":
+        return
+    import socket
+
+    from rtanalytics.core.errors import BackendUnavailableError
+
+    nodes = config.ignite_nodes()
+    for host, port in nodes:
+        try:
+            socket.create_connection((host, port), timeout=3).close()
+            return
+        except OSError:
+            continue
+    where = ", ".join(f"{h}:{p}" for h, p in nodes)
+    raise BackendUnavailableError(
+        f"Ignite is unreachable at {where}; start it (scripts/devservices up ignite) or set IGNITE_HOST/IGNITE_PORT"
+    )
+
+
 def serve(config: Config) -> int:
     from rtanalytics.bootstrap import bootstrap
     from rtanalytics.entrypoints.http.app import create_app
 
     try:
+        preflight(config)
         services = bootstrap(config)
     except RtAnalyticsError as exc:
         print(f"rtanalytics: cannot start: {exc}", file=sys.stderr)

@@ -133,3 +133,72 @@ async def test_reading_nothing_is_empty(store) -> None:
     assert grid.fields["count"][0, 0] == 0 and math.isinf(
         grid.fields.get("min", np.array([[math.inf]]))[0, 0]
     )
+
+
+async def test_answers_match_the_memory_store_on_random_data(store) -> None:
+    """Many points, late ones included, in every kind: every store answers as the reference."""
+    from rtanalytics.adapters.memory.metric_store import MemoryMetricStore
+
+    rng = np.random.default_rng(7)
+    reference = MemoryMetricStore(TIERS)
+    kinds = {
+        "avg": MetricType.AVERAGE,
+        "pct": MetricType.PERCENTILE,
+        "uniq": MetricType.UNIQUE,
+        "cnt": MetricType.COUNT,
+    }
+    points = []
+    for _ in range(600):
+        name = str(rng.choice(list(kinds)))
+        tags = {"host": f"h{rng.integers(0, 6)}", "dc": f"d{rng.integers(0, 2)}"}
+        age = float(rng.choice([rng.uniform(0, 120), rng.uniform(0, 7200), rng.uniform(3 * 3600, 20 * 3600)]))
+        ts = round(NOW - age, 3)
+        value: object = (
+            f"u{rng.integers(0, 40)}" if name == "uniq" else float(np.round(rng.lognormal(2, 1), 3))
+        )
+        points.append((name, kinds[name], tags, ts, value))
+    for i in range(0, len(points), 150):
+        part = batch(*points[i : i + 150])
+        await write(store, "t", part)
+        await write(reference, "t", part)
+    plans = [plan_trailing(w, NOW, TIERS) for w in (10, 60, 300, 3600)]
+    plans += [plan_range(NOW - 6 * 3600, NOW, w, NOW, TIERS) for w in (60, 300, 3600)]
+    plans.append(plan_range(NOW - 23 * 3600, NOW - 2 * 3600, 3600, NOW, TIERS))
+    for name, mtype in kinds.items():
+        from rtanalytics.core.metrics import KIND_OF_TYPE
+
+        kind = KIND_OF_TYPE[mtype]
+        mine, theirs = await store.series("t", name), await reference.series("t", name)
+        assert sorted(mine.tags) == sorted(theirs.tags)
+        dcs = sorted({dict(t)["dc"] for t in theirs.tags})
+        for plan in plans:
+            grids = []
+            for s in (mine, theirs):
+                groups = np.array([dcs.index(dict(t)["dc"]) for t in s.tags], dtype=np.int64)
+                grids.append(
+                    await (store if s is mine else reference).aggregate(
+                        "t", name, kind, s.ids, groups, len(dcs), plan
+                    )
+                )
+            got, want = grids
+            for field in want.fields:
+                assert np.array_equal(got.fields[field], want.fields[field]) or np.allclose(
+                    got.fields[field], want.fields[field]
+                ), (name, field, plan.window_s)
+            if want.sketches is not None:
+                for cell, sketch in np.ndenumerate(want.sketches):
+                    other = got.sketches[cell]
+                    if sketch is None:
+                        assert (
+                            other is None
+                            or (other.count if hasattr(other, "count") else other.estimate()) == 0
+                        )
+                    elif kind is StateKind.QUANTILE:
+                        assert other == sketch or other.quantile(0.5) == sketch.quantile(0.5), (name, cell)
+                    else:
+                        assert round(other.estimate()) == round(sketch.estimate()), (name, cell)
+        totals_mine = await store.totals("t", name, mine.ids)
+        totals_ref = await reference.totals("t", name, theirs.ids)
+        by_tags = {t: row for t, row in zip(theirs.tags, totals_ref.tolist())}
+        for t, row in zip(mine.tags, totals_mine.tolist()):
+            assert np.allclose(row, by_tags[t]), (name, t)

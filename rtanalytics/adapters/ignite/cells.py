@@ -1,0 +1,199 @@
+"""From points to blocks, and from blocks into a query's (groups x slots) grid: pure numpy."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+
+import attrs
+import numpy as np
+
+from rtanalytics.core.metrics import StateKind
+from rtanalytics.core.planner import TierRead
+from rtanalytics.core.sketches import DistinctSketch, QuantileSketch
+from rtanalytics.core.states import Partials
+from rtanalytics.core.windows import Tier
+
+from .codec import TOTALS, Block, Sketch, fields_of
+
+
+@attrs.frozen
+class Points:
+    """Accepted points of one metric, not yet in Ignite; `now` is when they were accepted."""
+
+    kind: StateKind
+    sids: np.ndarray  # int64
+    ts: np.ndarray  # float64
+    numeric: np.ndarray  # float64 (0 for distinct)
+    identities: list[str] | None  # distinct only
+    now: float
+
+
+def blocks_for_tier(parts: Sequence[Points], tier: Tier, span: int) -> dict[int, Block]:
+    """Cells of `tier` from the points, one block per chunk of `span` buckets (key: chunk start)."""
+    kept_parts: list[tuple[Points, np.ndarray, np.ndarray | None]] = []
+    for p in parts:
+        bucket = np.floor(p.ts / tier.resolution_s) * tier.resolution_s
+        keep = bucket >= tier.oldest(p.now)
+        if keep.all():
+            kept_parts.append((p, bucket, None))
+        elif keep.any():
+            kept_parts.append((p, bucket, np.flatnonzero(keep)))
+    if not kept_parts:
+        return {}
+    kind = parts[0].kind
+    sids = np.concatenate([p.sids if k is None else p.sids[k] for p, _, k in kept_parts])
+    ts = np.concatenate([p.ts if k is None else p.ts[k] for p, _, k in kept_parts])
+    vals = np.concatenate([p.numeric if k is None else p.numeric[k] for p, _, k in kept_parts])
+    buckets = np.concatenate([b if k is None else b[k] for p, b, k in kept_parts]).astype(np.int64)
+    identities: list[str] | None = None
+    if kind is StateKind.DISTINCT:
+        identities = []
+        for p, _, k in kept_parts:
+            assert p.identities is not None
+            identities.extend(p.identities if k is None else [p.identities[i] for i in k.tolist()])
+    chunk_len = tier.resolution_s * span
+    chunks = (buckets // chunk_len) * chunk_len
+    offsets = ((buckets - chunks) // tier.resolution_s).astype(np.int32)
+    # order cells by (chunk, series, offset) and, within a cell, by (ts, value): the last wins `last`
+    order = np.lexsort((vals, ts, offsets, sids, chunks))
+    sids, ts, vals, offsets, chunks = sids[order], ts[order], vals[order], offsets[order], chunks[order]
+    new_cell = np.r_[
+        True, (sids[1:] != sids[:-1]) | (offsets[1:] != offsets[:-1]) | (chunks[1:] != chunks[:-1])
+    ]
+    starts = np.flatnonzero(new_cell)
+    ends = np.r_[starts[1:], len(sids)] - 1
+    names = fields_of(kind)
+    values = np.empty((len(starts), len(names)))
+    for i, name in enumerate(names):
+        if name == "count":
+            values[:, i] = np.diff(np.r_[starts, len(sids)])
+        elif name == "sum":
+            values[:, i] = np.add.reduceat(vals, starts)
+        elif name == "min":
+            values[:, i] = np.minimum.reduceat(vals, starts)
+        elif name == "max":
+            values[:, i] = np.maximum.reduceat(vals, starts)
+        elif name == "last":
+            values[:, i] = vals[ends]
+        elif name == "last_ts":
+            values[:, i] = ts[ends]
+    sketches: list[Sketch] | None = None
+    if kind is StateKind.QUANTILE:
+        sketches = []
+        for a, b in zip(starts.tolist(), np.r_[starts[1:], len(sids)].tolist()):
+            q = QuantileSketch()
+            q.add_many(vals[a:b])
+            sketches.append(q)
+    elif kind is StateKind.DISTINCT:
+        assert identities is not None
+        ordered = [identities[i] for i in order.tolist()]
+        sketches = []
+        for a, b in zip(starts.tolist(), np.r_[starts[1:], len(sids)].tolist()):
+            d = DistinctSketch()
+            d.add_many(ordered[a:b])
+            sketches.append(d)
+    cell_chunks = chunks[starts]
+    bounds = [*np.flatnonzero(np.r_[True, cell_chunks[1:] != cell_chunks[:-1]]).tolist(), len(starts)]
+    out: dict[int, Block] = {}
+    for a, b in itertools.pairwise(bounds):
+        part = sketches[a:b] if sketches is not None else None
+        out[int(cell_chunks[a])] = Block.of(kind, sids[starts[a:b]], offsets[starts[a:b]], values[a:b], part)
+    return out
+
+
+def totals_block(parts: Sequence[Points]) -> Block:
+    """(count, sum, last write) per series of the points."""
+    sids = np.concatenate([p.sids for p in parts])
+    vals = np.concatenate([p.numeric for p in parts])
+    ts = np.concatenate([p.ts for p in parts])
+    order = np.argsort(sids, kind="stable")
+    sids, vals, ts = sids[order], vals[order], ts[order]
+    starts = np.flatnonzero(np.r_[True, sids[1:] != sids[:-1]])
+    values = np.column_stack(
+        (
+            np.diff(np.r_[starts, len(sids)]).astype(np.float64),
+            np.add.reduceat(vals, starts),
+            np.maximum.reduceat(ts, starts),
+        )
+    )
+    return Block.of(TOTALS, sids[starts], np.zeros(len(starts), dtype=np.int32), values, None)
+
+
+class SeriesIndex:
+    """Maps a query's series ids to its groups (sorted once per query)."""
+
+    def __init__(self, series_ids: np.ndarray, groups: np.ndarray) -> None:
+        order = np.argsort(series_ids, kind="stable")
+        self.ids = series_ids[order]
+        self.groups = groups[order]
+        self.positions = order
+
+    def find(self, sids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(mask of sids the query asks for, their index into `ids`)."""
+        if not len(self.ids):
+            return np.zeros(len(sids), dtype=bool), np.zeros(0, dtype=np.int64)
+        pos = np.searchsorted(self.ids, sids)
+        pos[pos >= len(self.ids)] = 0
+        hit = self.ids[pos] == sids
+        return hit, pos[hit]
+
+
+def fold(
+    out: Partials,
+    block: Block,
+    chunk_start: int,
+    tier: Tier,
+    read: TierRead,
+    index: SeriesIndex,
+    fields: frozenset[str] | None,
+) -> None:
+    """Add the block's cells that the read asks for into the grid."""
+    if not len(block):
+        return
+    hit_s, pos = index.find(block.sids)
+    if not hit_s.any():
+        return
+    buckets = chunk_start + block.offsets.astype(np.int64) * tier.resolution_s
+    order = np.argsort(read.bucket_starts, kind="stable")
+    starts, slots = read.bucket_starts[order], read.slots[order]
+    bpos = np.searchsorted(starts, buckets)
+    bpos[bpos >= len(starts)] = 0
+    hit_b = starts[bpos] == buckets
+    keep = hit_s & hit_b
+    if not keep.any():
+        return
+    g = index.groups[pos[np.searchsorted(np.flatnonzero(hit_s), np.flatnonzero(keep))]]
+    s = slots[bpos[keep]]
+    values = block.values[keep]
+    names = fields_of(block.kind)
+    f = out.fields
+
+    def want(name: str) -> bool:
+        return fields is None or name in fields
+
+    for i, name in enumerate(names):
+        if name in ("count", "sum") and (name == "count" or want(name)):
+            np.add.at(f[name], (g, s), values[:, i])
+        elif name == "min" and want(name):
+            np.minimum.at(f[name], (g, s), values[:, i])
+        elif name == "max" and want(name):
+            np.maximum.at(f[name], (g, s), values[:, i])
+    if "last" in names and want("last"):
+        lv, lt = values[:, names.index("last")], values[:, names.index("last_ts")]
+        o = np.lexsort((lv, lt, s, g))  # per (group, slot): the final entry has the latest (ts, value)
+        go, so, lvo, lto = g[o], s[o], lv[o], lt[o]
+        final = np.r_[(go[1:] != go[:-1]) | (so[1:] != so[:-1]), True]
+        go, so, lvo, lto = go[final], so[final], lvo[final], lto[final]
+        cur_t, cur_v = f["last_ts"][go, so], f["last"][go, so]
+        take = (lto > cur_t) | ((lto == cur_t) & (lvo > cur_v))
+        f["last_ts"][go[take], so[take]] = lto[take]
+        f["last"][go[take], so[take]] = lvo[take]
+    if out.sketches is not None and block.has_sketch and (fields is None or "sketch" in fields):
+        sketches = block.sketches()
+        for cell, gi, si in zip(np.flatnonzero(keep).tolist(), g.tolist(), s.tolist()):
+            held = out.sketches[gi, si]
+            if held is None:
+                out.sketches[gi, si] = sketches[cell].copy()
+            else:
+                held.merge(sketches[cell])
