@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import math
 import os
 import socket
 import time
@@ -135,8 +136,14 @@ class IgniteMetricStore:
         self._positions: dict[str, Any] = {}
         self._changes: list[tuple[int, float, str, list[str]]] = []
         self._dirty_names: dict[str, set[str]] = {}
-        self._own: OrderedDict[tuple[int, str], Block] = OrderedDict()
+        # this writer's own blocks as committed (it is their only writer), and keys known absent
+        self._own: OrderedDict[tuple[int, str], tuple[Block, float]] = OrderedDict()
         self._own_cells = 0
+        self._own_absent: set[tuple[int, str]] = set()
+        # other writers' blocks, valid while that writer's flush sequence is unchanged
+        self._remote: OrderedDict[tuple[int, str], tuple[int, float, Block | None]] = OrderedDict()
+        self._remote_cells = 0
+        self._last_sync = 0.0
         self._listeners: list[Callable[[str, frozenset[str]], None]] = []
         # figures
         self.flushes = 0
@@ -553,6 +560,7 @@ class IgniteMetricStore:
             except BaseException as exc:
                 self._own.clear()
                 self._own_cells = 0
+                self._own_absent.clear()
                 self._retry, self._inflight = self._inflight, {}
                 self._retry_seq = seq
                 for tenant, names in dirty.items():
@@ -595,17 +603,21 @@ class IgniteMetricStore:
             else:
                 self.own_misses += 1
                 missing.setdefault(t, []).append(key)
+        wall = time.time()
         for t, keys in missing.items():
+            if all((t, key) in self._own_absent for key in keys):
+                continue
             got = await self._caches[t].get_all(keys)
             for key, raw in got.items():
                 if raw is not None:
-                    self._own_put((t, key), codec.decode(raw))
+                    self._own_put((t, key), codec.decode(raw), wall)
         merged: dict[int, dict[str, bytes]] = {}
+        staged: dict[tuple[int, str], Block] = {}
         for (t, key), delta in deltas.items():
             held = self._own.get((t, key))
-            block = codec.merge([held, delta]) if held is not None else delta
+            block = codec.merge([held[0], delta]) if held is not None else delta
             merged.setdefault(t, {})[key] = codec.encode(block)
-            self._own_put((t, key), block)
+            staged[(t, key)] = block
         now = time.time()
         if dirty:
             for tenant, names in dirty.items():
@@ -624,20 +636,57 @@ class IgniteMetricStore:
                     await self._caches[t].put_all(pairs)
                 await self._registry.put(self._marker_key(self.writer), marker)
                 await tx.commit()
+                wall = time.time()
+                for own_key, block in staged.items():  # what Ignite now holds, in step with `local`
+                    self._own_put(own_key, block, wall)
+                    self._own_absent.discard(own_key)
         finally:
             self._gen += 1
             self._committed.set()
         return count
 
-    def _own_put(self, key: tuple[int, str], block: Block) -> None:
+    def _own_put(self, key: tuple[int, str], block: Block, wall: float) -> None:
         old = self._own.pop(key, None)
         if old is not None:
-            self._own_cells -= len(old)
-        self._own[key] = block
+            self._own_cells -= len(old[0])
+        self._own[key] = (block, wall)
         self._own_cells += len(block)
         while self._own_cells > self.settings.own_cache_cells and len(self._own) > 1:
-            _, dropped = self._own.popitem(last=False)
+            _, (dropped, _) = self._own.popitem(last=False)
             self._own_cells -= len(dropped)
+
+    def _remote_put(self, key: tuple[int, str], seq: int, wall: float, block: Block | None) -> None:
+        old = self._remote.pop(key, None)
+        if old is not None and old[2] is not None:
+            self._remote_cells -= len(old[2])
+        self._remote[key] = (seq, wall, block)
+        self._remote_cells += len(block) if block is not None else 0
+        while self._remote_cells > self.settings.own_cache_cells and len(self._remote) > 1:
+            _, (_, _, dropped) = self._remote.popitem(last=False)
+            self._remote_cells -= len(dropped) if dropped is not None else 0
+
+    def _ttl(self, t: int) -> float:
+        return (self.settings.raw_ttl_s, self.tiers[1].retention_s, math.inf)[t]
+
+    def _cached(self, t: int, key: str, writer: str, wall: float) -> tuple[bool, Block | None]:
+        """A block without a round trip, when this process knows what Ignite holds for it."""
+        if writer == self.writer:
+            own = self._own.get((t, key))
+            if own is not None:
+                if wall - own[1] < self._ttl(t):
+                    self.own_hits += 1
+                    return True, own[0]
+                return False, None
+            return ((t, key) in self._own_absent), None
+        remote = self._remote.get((t, key))
+        if (
+            remote is not None
+            and wall - self._last_sync < 2 * self.settings.sync_interval_s + 1
+            and remote[0] == self._seen.get(writer, (-1, 0))[0]
+            and wall - remote[1] < self._ttl(t)
+        ):
+            return True, remote[2]
+        return False, None
 
     @staticmethod
     def _key(tenant: str, name: str, chunk: int, writer: str) -> str:
@@ -685,32 +734,64 @@ class IgniteMetricStore:
         if len(series_ids) == 0 or not plan.reads:
             return out
         index = SeriesIndex(np.asarray(series_ids, dtype=np.int64), np.asarray(groups, dtype=np.int64))
-        wanted: list[tuple[int, list[tuple[int, str]]]] = []
+        wanted: list[tuple[int, list[tuple[tuple[int, str], str]]]] = []
         for read in plan.reads:
             tier = self.tiers[read.tier]
             chunk_len = tier.resolution_s * CHUNK_SPANS[read.tier]
             chunks = np.unique((read.bucket_starts // chunk_len) * chunk_len).tolist()
-            keys = [(c, self._key(tenant, name, c, w)) for c in chunks for w in self._writers]
+            keys = [((c, self._key(tenant, name, c, w)), w) for c in chunks for w in self._writers]
             wanted.append((read.tier, keys))
 
-        async def fetch() -> list[dict[str, Any]]:
-            return list(
-                await self._io(
+        async def resolve() -> list[list[tuple[int, Block]]]:
+            wall = time.time()
+            found: list[list[tuple[int, Block]]] = []
+            fetch: list[list[tuple[int, str, str, int]]] = []
+            for t, keys in wanted:
+                hits, misses = [], []
+                for (chunk, key), writer in keys:
+                    known, block = self._cached(t, key, writer, wall)
+                    if not known:
+                        misses.append((chunk, key, writer, self._seen.get(writer, (-1, 0))[0]))
+                    elif block is not None:
+                        hits.append((chunk, block))
+                found.append(hits)
+                fetch.append(misses)
+            if any(fetch):
+                results = await self._io(
                     lambda: asyncio.gather(
-                        *(self._caches[t].get_all([k for _, k in keys]) for t, keys in wanted)
+                        *(
+                            self._caches[t].get_all([m[1] for m in misses])
+                            for (t, _), misses in zip(wanted, fetch)
+                            if misses
+                        )
                     )
                 )
-            )
+                results = iter(results)
+                for (t, _), misses, hits in zip(wanted, fetch, found):
+                    if not misses:
+                        continue
+                    got = next(results)
+                    self.keys_read += len(misses)
+                    for chunk, key, writer, seq in misses:
+                        raw = got.get(key)
+                        block = codec.decode(raw) if raw is not None else None
+                        if block is not None:
+                            self.keys_found += 1
+                            hits.append((chunk, block))
+                        if writer == self.writer:
+                            if block is None:
+                                self._own_absent.add((t, key))
+                            else:
+                                self._own_put((t, key), block, wall)
+                        else:
+                            self._remote_put((t, key), seq, wall, block)
+            return found
 
-        results, local = await self._read_consistent(tenant, name, fetch)
-        for read, (t, keys), got in zip(plan.reads, wanted, results):
+        results, local = await self._read_consistent(tenant, name, resolve)
+        for read, (t, _), blocks in zip(plan.reads, wanted, results):
             tier = self.tiers[t]
-            self.keys_read += len(keys)
-            for chunk, key in keys:
-                raw = got.get(key)
-                if raw is not None:
-                    self.keys_found += 1
-                    fold(out, codec.decode(raw), chunk, tier, read, index, fields)
+            for chunk, block in blocks:
+                fold(out, block, chunk, tier, read, index, fields)
             if local:
                 for chunk, block in blocks_for_tier(local, tier, CHUNK_SPANS[t]).items():
                     fold(out, block, chunk, tier, read, index, fields)
@@ -812,6 +893,7 @@ class IgniteMetricStore:
         """Read every writer's marker: learn new writers, drop registries others changed, and
         tell listeners which metrics other writers' flushes changed."""
         keys = ["writers", "tenants"] + [self._marker_key(w) for w in self._writers if w != self.writer]
+        synced = time.time()
         got = await self._io(lambda: self._registry.get_all(keys))
         raw_tenants = got.pop("tenants", None)
         if raw_tenants:
@@ -840,6 +922,7 @@ class IgniteMetricStore:
                             listener(tenant, frozenset(names))
         if stale:
             self._invalidate()
+        self._last_sync = synced
 
     async def stats(self) -> StoreStats:
         details: dict[str, object] = {
