@@ -111,6 +111,18 @@ def queries(args: argparse.Namespace, backend: str) -> dict[str, float]:
             p50, p99 = statistics.median(times), times[int(len(times) * 0.99) - 1]
             out[label] = p50
             print(f"query  {backend:6s} {label:28s} p50 {p50:7.3f} ms   p99 {p99:7.3f} ms")
+        if backend == "ignite":  # a second instance reads the first one's blocks from Ignite
+            env = {**IGNITE, "RTA_WRITER_ID": "bench-q2"}
+            with rtanalytics_server(args.port + 1, "--backend", "ignite", env=env):
+                other = http.client.HTTPConnection("127.0.0.1", args.port + 1)
+                for label, (method, path, body) in cases.items():
+                    first = measure(other, 1, method, path, body)[0]
+                    times = sorted(measure(other, args.requests, method, path, body))
+                    p50, p99 = statistics.median(times), times[int(len(times) * 0.99) - 1]
+                    print(
+                        f"query  ignite, other instance {label:28s} first {first:7.3f} ms, "
+                        f"then p50 {p50:7.3f} ms   p99 {p99:7.3f} ms"
+                    )
         del base
     return out
 

@@ -221,3 +221,27 @@ async def test_kill_9_of_a_node_after_a_flush_loses_no_flushed_point(ignite_serv
             with contextlib.suppress(ProcessLookupError):
                 os.kill(int(pidfile.read_text()), signal.SIGKILL)
             pidfile.unlink(missing_ok=True)
+
+
+async def test_an_input_position_is_committed_with_the_state_it_covers(ignite_server) -> None:
+    clear_ignite(ignite_server.env)
+    store = store_on((node(ignite_server.env),), flush_interval_s=60)  # flushes only when told
+    await store.start()
+    now = time.time()
+    try:
+        await write(store, points("c", MetricType.COUNT, 10, now), now)
+        store.set_position("events", {"ledger": 3, "entry": 41})
+        assert await store.committed_position("events") is None
+        reader = store_on((node(ignite_server.env),))
+        await reader.start()
+        try:
+            await reader.sync()
+            assert (await total(reader, "c", now))[0] == 0  # neither the points nor the position yet
+            await store.flush()
+            assert await store.committed_position("events") == {"ledger": 3, "entry": 41}
+            await reader.sync()
+            assert (await total(reader, "c", now))[0] == 10
+        finally:
+            await reader.aclose()
+    finally:
+        await store.aclose()

@@ -134,6 +134,8 @@ class IgniteMetricStore:
         self._committed = asyncio.Event()
         self._flush_lock = asyncio.Lock()
         self._positions: dict[str, Any] = {}
+        self._positions_dirty = False
+        self._heartbeat = 0.0
         self._changes: list[tuple[int, float, str, list[str]]] = []
         self._dirty_names: dict[str, set[str]] = {}
         # this writer's own blocks as committed (it is their only writer), and keys known absent
@@ -283,6 +285,7 @@ class IgniteMetricStore:
 
     async def _put_marker(self) -> None:
         await self._registry.put(self._marker_key(self.writer), self._marker())
+        self._heartbeat = time.time()
 
     @staticmethod
     def _marker_key(writer: str) -> str:
@@ -530,6 +533,7 @@ class IgniteMetricStore:
         """Record an input position; it is committed with the next flush, atomically with the
         state of every point written before this call (the stream worker resumes from it)."""
         self._positions[source] = position
+        self._positions_dirty = True
 
     async def committed_position(self, source: str) -> Any:
         raw = await self._get(self._marker_key(self.writer))
@@ -551,6 +555,11 @@ class IgniteMetricStore:
                         self._pending.setdefault(key, [])[:0] = parts
                 self._retry = {}
                 self._retry_seq = None
+            if not self._pending and not self._positions_dirty:
+                if time.time() - self._heartbeat >= 1.0:  # nothing new: only say this writer lives
+                    await self._io(self._put_marker)
+                return 0
+            self._positions_dirty = False
             self._inflight, self._pending = self._pending, {}
             dirty, self._dirty_names = self._dirty_names, {}
             started = time.perf_counter()
