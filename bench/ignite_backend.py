@@ -30,7 +30,10 @@ from workload import NAMES, batch
 
 from tests.contract.conftest import clear_ignite
 
-IGNITE = {"IGNITE_HOST": os.environ.get("IGNITE_HOST", "127.0.0.1"), "IGNITE_PORT": os.environ.get("IGNITE_PORT", "10800")}
+IGNITE = {
+    "IGNITE_HOST": os.environ.get("IGNITE_HOST", "127.0.0.1"),
+    "IGNITE_PORT": os.environ.get("IGNITE_PORT", "10800"),
+}
 
 
 def health(base: str) -> dict:
@@ -86,7 +89,9 @@ def queries(args: argparse.Namespace, backend: str) -> dict[str, float]:
     if backend == "ignite":
         clear_ignite(IGNITE)
     out = {}
-    with rtanalytics_server(args.port, "--backend", backend, env={**IGNITE, "RTA_WRITER_ID": "bench-q"}) as base:
+    with rtanalytics_server(
+        args.port, "--backend", backend, env={**IGNITE, "RTA_WRITER_ID": "bench-q"}
+    ) as base:
         conn = http.client.HTTPConnection("127.0.0.1", args.port)
         now = time.time()
         load(conn, now)
@@ -102,7 +107,13 @@ def queries(args: argparse.Namespace, backend: str) -> dict[str, float]:
             "12h series at 5m": (
                 "POST",
                 "/api/v1/query",
-                {"metrics": [metric], "window": "5m", "aggregation": "sum", "start_time": now - 43_200, "end_time": now},
+                {
+                    "metrics": [metric],
+                    "window": "5m",
+                    "aggregation": "sum",
+                    "start_time": now - 43_200,
+                    "end_time": now,
+                },
             ),
         }
         for label, (method, path, body) in cases.items():
