@@ -12,7 +12,6 @@ import http.client
 import json
 import os
 import random
-import statistics
 import sys
 import threading
 import time
@@ -25,8 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from common import body_dir, rtanalytics_server, wrk
 from ingest_http import post
-from query_http import load, measure
-from workload import NAMES, batch
+from query_http import cases, latency, load, measure
+from workload import batch
 
 from tests.contract.conftest import clear_ignite
 
@@ -89,52 +88,26 @@ def queries(args: argparse.Namespace, backend: str) -> dict[str, float]:
     if backend == "ignite":
         clear_ignite(IGNITE)
     out = {}
-    with rtanalytics_server(
-        args.port, "--backend", backend, env={**IGNITE, "RTA_WRITER_ID": "bench-q"}
-    ) as base:
+    with rtanalytics_server(args.port, "--backend", backend, env={**IGNITE, "RTA_WRITER_ID": "bench-q"}):
         conn = http.client.HTTPConnection("127.0.0.1", args.port)
         now = time.time()
         load(conn, now)
         time.sleep(1.5)  # flushed: reads come from Ignite, not this process's buffer
-        metric = NAMES[0][0]
-        cases = {
-            "current value": ("GET", f"/api/v1/metrics/{metric}/current", None),
-            "group_by 1,000 series, 5m": (
-                "POST",
-                "/api/v1/query",
-                {"metrics": ["bench.hosts.cpu"], "window": "5m", "aggregation": "avg", "group_by": ["host"]},
-            ),
-            "12h series at 5m": (
-                "POST",
-                "/api/v1/query",
-                {
-                    "metrics": [metric],
-                    "window": "5m",
-                    "aggregation": "sum",
-                    "start_time": now - 43_200,
-                    "end_time": now,
-                },
-            ),
-        }
-        for label, (method, path, body) in cases.items():
-            measure(conn, 20, method, path, body)
-            times = sorted(measure(conn, args.requests, method, path, body))
-            p50, p99 = statistics.median(times), times[int(len(times) * 0.99) - 1]
+        for label, case in cases(now).items():
+            p50, p99 = latency(conn, case, args.requests)
             out[label] = p50
             print(f"query  {backend:6s} {label:28s} p50 {p50:7.3f} ms   p99 {p99:7.3f} ms")
         if backend == "ignite":  # a second instance reads the first one's blocks from Ignite
             env = {**IGNITE, "RTA_WRITER_ID": "bench-q2"}
             with rtanalytics_server(args.port + 1, "--backend", "ignite", env=env):
                 other = http.client.HTTPConnection("127.0.0.1", args.port + 1)
-                for label, (method, path, body) in cases.items():
-                    first = measure(other, 1, method, path, body)[0]
-                    times = sorted(measure(other, args.requests, method, path, body))
-                    p50, p99 = statistics.median(times), times[int(len(times) * 0.99) - 1]
+                for label, case in cases(now).items():
+                    first = measure(other, 1, *case)[0]
+                    p50, p99 = latency(other, case, args.requests, warm=0)
                     print(
                         f"query  ignite, other instance {label:28s} first {first:7.3f} ms, "
                         f"then p50 {p50:7.3f} ms   p99 {p99:7.3f} ms"
                     )
-        del base
     return out
 
 

@@ -93,12 +93,14 @@ def build_engine(
 
 
 def build_bus(store: MetricStore) -> UpdateBus:
-    """In-process notices; with a shared store, also the notices of other instances' flushes."""
-    bus = InProcessUpdateBus()
-    remote = getattr(store, "on_remote_change", None)
-    if remote is not None:
-        remote(bus.publish)
-    return bus
+    """Notices within this process; on a shared Ignite store, also other instances' notices."""
+    from rtanalytics.adapters.ignite.metric_store import IgniteMetricStore
+
+    if isinstance(store, IgniteMetricStore):
+        from rtanalytics.adapters.ignite.update_bus import IgniteUpdateBus
+
+        return IgniteUpdateBus(store)
+    return InProcessUpdateBus()
 
 
 def notify_defaults(config: Config) -> NotifyDefaults:

@@ -12,6 +12,7 @@ import time
 import uuid
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 
@@ -57,11 +58,13 @@ async def write(store: IgniteMetricStore, batch: PointBatch, now: float) -> None
     assert await store.write("t", batch, now, 10_000) == []
 
 
-async def total(store: IgniteMetricStore, name: str, now: float, window_s: int = 300) -> tuple[float, float]:
-    series = await store.series("t", name)
+async def total(
+    store: IgniteMetricStore, name: str, now: float, window_s: int = 300, tenant: str = "t"
+) -> tuple[float, float]:
+    series = await store.series(tenant, name)
     plan = plan_trailing(window_s, now, TIERS)
     grid = await store.aggregate(
-        "t", name, StateKind.SUM, series.ids, np.zeros(len(series.ids), dtype=np.int64), 1, plan
+        tenant, name, StateKind.SUM, series.ids, np.zeros(len(series.ids), dtype=np.int64), 1, plan
     )
     return float(grid.fields["count"][0, 0]), float(grid.fields["sum"][0, 0])
 
@@ -245,3 +248,45 @@ async def test_an_input_position_is_committed_with_the_state_it_covers(ignite_se
             await reader.aclose()
     finally:
         await store.aclose()
+
+
+async def test_over_http_an_outage_is_503_with_a_clear_message_and_loses_nothing(ignite_server) -> None:
+    from tests.unit.api.live_server import running
+
+    clear_ignite(ignite_server.env)
+    proxy = Proxy(node(ignite_server.env), free_port())
+    await proxy.start()
+    point = {"metrics": [{"name": "jobs", "type": "count", "value": 1, "tags": {"q": "a"}}]}
+    query = {"metrics": ["jobs"], "window": "5m", "aggregation": "count"}
+    settings = {
+        "backend": "ignite",
+        "ignite_port": proxy.port,
+        "ignite_backups": 0,
+        "writer_id": "http-outage",
+    }
+    try:
+        async with running(**settings) as (_, base), httpx.AsyncClient(base_url=base, timeout=30) as http:
+            assert (await http.post("/api/v1/metrics", json=point)).status_code == 202
+            assert (await http.post("/api/v1/metrics", json=point)).status_code == 202
+            await proxy.cut()
+            deadline = time.monotonic() + 20
+            while (await http.get("/api/v1/health")).status_code != 503 and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)
+            refused = await http.post("/api/v1/metrics", json=point)
+            assert refused.status_code == 503 and "Ignite cluster is unreachable" in refused.text
+            assert (await http.post("/api/v1/query", json=query)).status_code == 503
+            await proxy.start()
+            deadline = time.monotonic() + 30
+            while (await http.get("/api/v1/health")).status_code != 200 and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)
+            answer = await http.post("/api/v1/query", json=query)
+            assert answer.status_code == 200 and answer.json()["results"][0]["value"] == 2
+    finally:
+        await proxy.cut()
+    reader = store_on((node(ignite_server.env),))  # what Ignite holds, read by another process
+    await reader.start()
+    try:
+        await reader.sync()
+        assert (await total(reader, "jobs", time.time(), tenant="default"))[0] == 2
+    finally:
+        await reader.aclose()

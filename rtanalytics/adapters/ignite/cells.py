@@ -138,7 +138,6 @@ class SeriesIndex:
         order = np.argsort(series_ids, kind="stable")
         self.ids = series_ids[order]
         self.groups = groups[order]
-        self.positions = order
 
     def find(self, sids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(mask of sids the query asks for, their index into `ids`)."""
@@ -150,12 +149,29 @@ class SeriesIndex:
         return hit, pos[hit]
 
 
+class SlotIndex:
+    """Maps one tier read's bucket starts to their output slots (sorted once per read)."""
+
+    def __init__(self, read: TierRead, tier: Tier) -> None:
+        order = np.argsort(read.bucket_starts, kind="stable")
+        self.starts = read.bucket_starts[order]
+        self.slots = read.slots[order]
+        self.resolution_s = tier.resolution_s
+
+    def find(self, chunk_start: int, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(mask of the cells whose bucket the read asks for, the slot of each of those)."""
+        buckets = chunk_start + offsets.astype(np.int64) * self.resolution_s
+        pos = np.searchsorted(self.starts, buckets)
+        pos[pos >= len(self.starts)] = 0
+        hit = self.starts[pos] == buckets
+        return hit, self.slots[pos[hit]]
+
+
 def fold(
     out: Partials,
     block: Block,
     chunk_start: int,
-    tier: Tier,
-    read: TierRead,
+    slots: SlotIndex,
     index: SeriesIndex,
     fields: frozenset[str] | None,
 ) -> None:
@@ -165,17 +181,12 @@ def fold(
     hit_s, pos = index.find(block.sids)
     if not hit_s.any():
         return
-    buckets = chunk_start + block.offsets.astype(np.int64) * tier.resolution_s
-    order = np.argsort(read.bucket_starts, kind="stable")
-    starts, slots = read.bucket_starts[order], read.slots[order]
-    bpos = np.searchsorted(starts, buckets)
-    bpos[bpos >= len(starts)] = 0
-    hit_b = starts[bpos] == buckets
+    hit_b, slot = slots.find(chunk_start, block.offsets)
     keep = hit_s & hit_b
     if not keep.any():
         return
     g = index.groups[pos[np.searchsorted(np.flatnonzero(hit_s), np.flatnonzero(keep))]]
-    s = slots[bpos[keep]]
+    s = slot[np.searchsorted(np.flatnonzero(hit_b), np.flatnonzero(keep))]
     values = block.values[keep]
     names = fields_of(block.kind)
     f = out.fields

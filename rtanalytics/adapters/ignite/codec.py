@@ -65,7 +65,7 @@ class Block:
 
     @property
     def has_sketch(self) -> bool:
-        return self.kind in (StateKind.QUANTILE, StateKind.DISTINCT)
+        return self.kind in HAS_SKETCH
 
     def sketches(self) -> list[Sketch]:
         if self._sketches is None:
@@ -125,7 +125,7 @@ def decode(data: bytes | bytearray | memoryview) -> Block:
     values = np.frombuffer(buf, dtype="<f8", count=n * width, offset=offset).reshape(n, width)
     offset += 8 * n * width
     sketch_bytes = None
-    if kind in (StateKind.QUANTILE, StateKind.DISTINCT):
+    if kind in HAS_SKETCH:
         lengths = np.frombuffer(buf, dtype="<u4", count=n, offset=offset).tolist()
         offset += 4 * n
         sketch_bytes = []
@@ -167,7 +167,7 @@ def merge(blocks: Sequence[Block]) -> Block:
         else:  # last, last_ts: the cell's final entry in (last_ts, last) order
             out[:, i] = column[ends]
     sketches = None
-    if kind in (StateKind.QUANTILE, StateKind.DISTINCT):
+    if kind in HAS_SKETCH:
         every = [s for b in blocks for s in b.sketches()]
         ordered = [every[i] for i in order.tolist()]
         sketches = []
@@ -178,11 +178,3 @@ def merge(blocks: Sequence[Block]) -> Block:
                 sketch.merge(other)
             sketches.append(sketch)
     return Block.of(kind, sids[starts], offsets[starts], out, sketches)
-
-
-def empty(kind: str) -> Block:
-    width = len(fields_of(kind))
-    sketches: list[Sketch] | None = [] if kind in HAS_SKETCH else None
-    return Block.of(
-        kind, np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int32), np.zeros((0, width)), sketches
-    )

@@ -44,9 +44,10 @@ from rtanalytics.core.planner import Plan
 from rtanalytics.core.states import Partials
 from rtanalytics.core.windows import Tier, default_tiers
 from rtanalytics.ports.metric_store import SeriesSet, StoreStats
+from rtanalytics.ports.update_bus import ChangeHandler
 
 from . import codec
-from .cells import Points, SeriesIndex, blocks_for_tier, fold, totals_block
+from .cells import Points, SeriesIndex, SlotIndex, blocks_for_tier, fold, totals_block
 from .codec import Block
 
 log = logging.getLogger("rtanalytics.ignite")
@@ -73,7 +74,7 @@ class IgniteSettings:
     sync_interval_s: float = 0.25
     writer_id: str = attrs.field(factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
     max_buffered_points: int = 2_000_000
-    own_cache_cells: int = 2_000_000
+    block_cache_cells: int = 2_000_000  # per cache: this writer's blocks, other writers' blocks
     op_timeout_s: float = 10.0
     lease_s: float = 5.0
 
@@ -84,18 +85,26 @@ def series_id(name: str, tags: Tags) -> int:
     return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little") >> 1
 
 
-@attrs.define
+@attrs.frozen
 class _SeriesReg:
-    raw: str | None
     by_tags: dict[Tags, int]
     view: SeriesSet
 
 
 def _series_reg(raw: str | None) -> _SeriesReg:
     rows = orjson.loads(raw)["series"] if raw else []
-    by_tags = {tuple((k, v) for k, v in tags): sid for sid, tags in rows}
+    return _series_of({tuple((k, v) for k, v in tags): sid for sid, tags in rows})
+
+
+def _series_of(by_tags: dict[Tags, int]) -> _SeriesReg:
     ids = np.fromiter(by_tags.values(), dtype=np.int64, count=len(by_tags))
-    return _SeriesReg(raw, by_tags, SeriesSet(ids, tuple(by_tags)))
+    return _SeriesReg(by_tags, SeriesSet(ids, tuple(by_tags)))
+
+
+def _encode_series(by_tags: Mapping[Tags, int]) -> str:
+    return orjson.dumps(
+        {"v": 1, "series": [[sid, [list(t) for t in tags]] for tags, sid in by_tags.items()]}
+    ).decode()
 
 
 class IgniteMetricStore:
@@ -116,12 +125,11 @@ class IgniteMetricStore:
         self._tasks: list[asyncio.Task[None]] = []
         self._closing = False
         # registries, as last read
-        self._metrics: dict[str, tuple[str | None, dict[str, MetricInfo]]] = {}
+        self._metrics: dict[str, dict[str, MetricInfo]] = {}
         self._series: dict[tuple[str, str], _SeriesReg] = {}
         self._tenants: set[str] = set()
         self._writers: list[str] = [self.writer]
         self._seen: dict[str, tuple[int, int]] = {}  # writer -> (seq, registry epoch) last seen
-        self._stale_registries = False
         # the write path
         self._pending: dict[tuple[str, str], list[Points]] = {}
         self._inflight: dict[tuple[str, str], list[Points]] = {}
@@ -146,15 +154,16 @@ class IgniteMetricStore:
         self._remote: OrderedDict[tuple[int, str], tuple[int, float, Block | None]] = OrderedDict()
         self._remote_cells = 0
         self._last_sync = 0.0
-        self._listeners: list[Callable[[str, frozenset[str]], None]] = []
+        self._listeners: list[ChangeHandler] = []
         # figures
         self.flushes = 0
         self.flush_failures = 0
         self.last_flush_ms = 0.0
-        self.keys_read = 0
-        self.keys_found = 0
-        self.own_hits = 0
-        self.own_misses = 0
+        self.blocks_cached = 0  # blocks a read took from this process's block caches
+        self.keys_read = 0  # keys a read asked Ignite for
+        self.keys_found = 0  # ... and Ignite held
+        self.flush_own_hits = 0  # blocks a flush merged into without reading them back
+        self.flush_own_misses = 0
 
     # ---- lifecycle ----------------------------------------------------------------------------
 
@@ -253,20 +262,15 @@ class IgniteMetricStore:
             self._seq = int(marker.get("seq", 0))
             self._positions = dict(marker.get("positions", {}))
         await self._put_marker()
-        for _ in range(50):  # add this writer to the list readers use
-            raw = await self._registry.get("writers")
+
+        def join(raw: str | None) -> str | None:  # the list of writers readers use
             writers = orjson.loads(raw) if raw else {}
             if self.writer in writers:
-                break
-            writers[self.writer] = time.time()
-            value = orjson.dumps(writers).decode()
-            done = (
-                await self._registry.put_if_absent("writers", value)
-                if raw is None
-                else await self._registry.replace_if_equals("writers", raw, value)
-            )
-            if done:
-                break
+                return None
+            return orjson.dumps({**writers, self.writer: time.time()}).decode()
+
+        self.up = True  # for _io; start() keeps it so
+        await self._update("writers", join)
         await self._refresh_writers()
 
     def _marker(self) -> str:
@@ -314,7 +318,7 @@ class IgniteMetricStore:
         errors = _ignite_errors()
         for attempt in range(2):
             try:
-                return await make()
+                return await asyncio.wait_for(make(), self.settings.op_timeout_s)
             except errors as exc:
                 if attempt == 1 or self._closing:
                     self._lost(exc)
@@ -347,7 +351,7 @@ class IgniteMetricStore:
         return dict(await self._io(lambda: self._caches[cache].get_all(keys)))
 
     async def _swap(self, key: str, raw: str | None, value: str) -> bool:
-        """Compare and set: put `value` if the entry still holds `raw` (None: is absent)."""
+        """Put `value` if the entry still holds `raw` (None: if it is absent)."""
         return bool(
             await self._io(
                 lambda: (
@@ -358,26 +362,42 @@ class IgniteMetricStore:
             )
         )
 
+    async def _update(self, key: str, change: Callable[[str | None], str | None]) -> str | None:
+        """Compare-and-set loop on a registry entry: `change(current)` gives the new value, or
+        None when nothing needs to change; returns the value the entry holds afterwards."""
+        for _ in range(100):
+            raw = await self._get(key)
+            value = change(raw)
+            if value is None:
+                return raw  # type: ignore[no-any-return]
+            if await self._swap(key, raw, value):
+                self._reg_epoch += 1
+                return value
+        raise self._unavailable()  # pragma: no cover - a hundred lost races in a row
+
     def _invalidate(self) -> None:
         self._metrics.clear()
         self._series.clear()
 
-    async def _metric_reg(self, tenant: str) -> tuple[str | None, dict[str, MetricInfo]]:
+    async def _metric_reg(self, tenant: str) -> dict[str, MetricInfo]:
         held = self._metrics.get(tenant)
         if held is None:
-            raw = await self._get(f"M{SEP}{tenant}")
-            held = (raw, _decode_metrics(raw))
-            self._metrics[tenant] = held
+            held = self._metrics[tenant] = _decode_metrics(await self._get(f"M{SEP}{tenant}"))
         return held
 
     async def metrics(self, tenant: str) -> Mapping[str, MetricInfo]:
-        return dict((await self._metric_reg(tenant))[1])
+        return dict(await self._metric_reg(tenant))
 
     async def claim(self, tenant: str, infos: Sequence[MetricInfo]) -> Mapping[str, MetricInfo]:
-        key = f"M{SEP}{tenant}"
-        await self._add_tenant(tenant)
-        for _ in range(100):
-            raw = await self._get(key)
+        if tenant not in self._tenants:
+
+            def join(raw: str | None) -> str | None:
+                names = set(orjson.loads(raw)) if raw else set()
+                return None if tenant in names else orjson.dumps(sorted(names | {tenant})).decode()
+
+            self._tenants |= set(orjson.loads(await self._update("tenants", join) or "[]"))
+
+        def add(raw: str | None) -> str | None:  # first type wins; a `window` updates the metric
             known = _decode_metrics(raw)
             changed = False
             for info in infos:
@@ -385,34 +405,10 @@ class IgniteMetricStore:
                 if held is None or (held.type is info.type and held.window_ms != info.window_ms):
                     known[info.name] = info
                     changed = True
-            if not changed:
-                self._metrics[tenant] = (raw, known)
-                break
-            value = _encode_metrics(known)
-            done = await self._swap(key, raw, value)
-            if done:
-                self._metrics[tenant] = (value, known)
-                self._reg_epoch += 1
-                break
-        else:  # pragma: no cover - a hundred lost races in a row
-            raise self._unavailable()
-        held_infos = self._metrics[tenant][1]
-        return {info.name: held_infos[info.name] for info in infos}
+            return _encode_metrics(known) if changed else None
 
-    async def _add_tenant(self, tenant: str) -> None:
-        if tenant in self._tenants:
-            return
-        for _ in range(100):
-            raw = await self._get("tenants")
-            names = set(orjson.loads(raw)) if raw else set()
-            self._tenants |= names
-            if tenant in names:
-                return
-            value = orjson.dumps(sorted(names | {tenant})).decode()
-            done = await self._swap("tenants", raw, value)
-            if done:
-                self._tenants.add(tenant)
-                return
+        held = self._metrics[tenant] = _decode_metrics(await self._update(f"M{SEP}{tenant}", add))
+        return {info.name: held[info.name] for info in infos}
 
     async def _series_reg(self, tenant: str, name: str) -> _SeriesReg:
         held = self._series.get((tenant, name))
@@ -425,30 +421,21 @@ class IgniteMetricStore:
         return (await self._series_reg(tenant, name)).view
 
     async def _register(self, tenant: str, name: str, new: dict[Tags, int]) -> None:
-        key = f"S{SEP}{tenant}{SEP}{name}"
-        for _ in range(100):
-            raw = await self._get(key)
-            reg = _series_reg(raw)
-            missing = {tags: sid for tags, sid in new.items() if tags not in reg.by_tags}
-            if not missing:
-                self._series[(tenant, name)] = reg
-                return
-            rows = [[sid, [list(t) for t in tags]] for tags, sid in {**reg.by_tags, **missing}.items()]
-            value = orjson.dumps({"v": 1, "series": rows}).decode()
-            done = await self._swap(key, raw, value)
-            if done:
-                self._series[(tenant, name)] = _series_reg(value)
-                self._reg_epoch += 1
-                return
-        raise self._unavailable()  # pragma: no cover
+        def add(raw: str | None) -> str | None:
+            held = _series_reg(raw).by_tags
+            missing = {tags: sid for tags, sid in new.items() if tags not in held}
+            return _encode_series({**held, **missing}) if missing else None
+
+        value = await self._update(f"S{SEP}{tenant}{SEP}{name}", add)
+        self._series[(tenant, name)] = _series_reg(value)
 
     async def _tenant_series_count(self, tenant: str) -> int:
-        infos = (await self._metric_reg(tenant))[1]
+        infos = await self._metric_reg(tenant)
         missing = [n for n in infos if (tenant, n) not in self._series]
         if missing:
             keys = [f"S{SEP}{tenant}{SEP}{n}" for n in missing]
             got = await self._io(lambda: self._registry.get_all(keys))
-            for n, k in zip(missing, keys):
+            for n, k in zip(missing, keys, strict=True):
                 self._series[(tenant, n)] = _series_reg(got.get(k))
         return sum(len(self._series[(tenant, n)].by_tags) for n in infos)
 
@@ -608,9 +595,9 @@ class IgniteMetricStore:
         missing: dict[int, list[str]] = {}
         for t, key in deltas:
             if (t, key) in self._own:
-                self.own_hits += 1
+                self.flush_own_hits += 1
             else:
-                self.own_misses += 1
+                self.flush_own_misses += 1
                 missing.setdefault(t, []).append(key)
         wall = time.time()
         for t, keys in missing.items():
@@ -660,7 +647,7 @@ class IgniteMetricStore:
             self._own_cells -= len(old[0])
         self._own[key] = (block, wall)
         self._own_cells += len(block)
-        while self._own_cells > self.settings.own_cache_cells and len(self._own) > 1:
+        while self._own_cells > self.settings.block_cache_cells and len(self._own) > 1:
             _, (dropped, _) = self._own.popitem(last=False)
             self._own_cells -= len(dropped)
 
@@ -670,7 +657,7 @@ class IgniteMetricStore:
             self._remote_cells -= len(old[2])
         self._remote[key] = (seq, wall, block)
         self._remote_cells += len(block) if block is not None else 0
-        while self._remote_cells > self.settings.own_cache_cells and len(self._remote) > 1:
+        while self._remote_cells > self.settings.block_cache_cells and len(self._remote) > 1:
             _, (_, _, dropped) = self._remote.popitem(last=False)
             self._remote_cells -= len(dropped) if dropped is not None else 0
 
@@ -683,7 +670,6 @@ class IgniteMetricStore:
             own = self._own.get((t, key))
             if own is not None:
                 if wall - own[1] < self._ttl(t):
-                    self.own_hits += 1
                     return True, own[0]
                 return False, None
             return ((t, key) in self._own_absent), None
@@ -717,15 +703,13 @@ class IgniteMetricStore:
     ) -> tuple[Any, list[Points]]:
         """Ignite entries plus the local points, with no flush committing in between (a commit
         moves points from local to Ignite: overlapping it would count them twice or not at all)."""
-        for _ in range(5):
+        while True:  # a commit lands at most every flush interval: a retry is rare, two rarer
             await self._committed.wait()
             gen = self._gen
             local = self._local(tenant, name)
             fetched = await fetch()
             if gen == self._gen:
                 return fetched, local
-        await self._committed.wait()
-        return await fetch(), []  # pragma: no cover - five commits during one read
 
     async def aggregate(
         self,
@@ -762,6 +746,7 @@ class IgniteMetricStore:
                     if not known:
                         misses.append((chunk, key, writer, self._seen.get(writer, (-1, 0))[0]))
                     elif block is not None:
+                        self.blocks_cached += 1
                         hits.append((chunk, block))
                 found.append(hits)
                 fetch.append(misses)
@@ -797,13 +782,12 @@ class IgniteMetricStore:
             return found
 
         results, local = await self._read_consistent(tenant, name, resolve)
-        for read, (t, _), blocks in zip(plan.reads, wanted, results):
-            tier = self.tiers[t]
-            for chunk, block in blocks:
-                fold(out, block, chunk, tier, read, index, fields)
+        for read, (t, _), blocks in zip(plan.reads, wanted, results, strict=True):
+            slots = SlotIndex(read, self.tiers[t])
             if local:
-                for chunk, block in blocks_for_tier(local, tier, CHUNK_SPANS[t]).items():
-                    fold(out, block, chunk, tier, read, index, fields)
+                blocks = [*blocks, *blocks_for_tier(local, self.tiers[t], CHUNK_SPANS[t]).items()]
+            for chunk, block in blocks:
+                fold(out, block, chunk, slots, index, fields)
         return out
 
     async def totals(self, tenant: str, name: str, series_ids: np.ndarray) -> np.ndarray:
@@ -819,16 +803,11 @@ class IgniteMetricStore:
         blocks = [codec.decode(raw) for raw in got.values() if raw is not None]
         if local:
             blocks.append(totals_block(local))
-        ids = np.asarray(series_ids, dtype=np.int64)
-        order = np.argsort(ids, kind="stable")
-        sorted_ids = ids[order]
+        positions = np.arange(len(series_ids), dtype=np.int64)  # each series is its own group
+        index = SeriesIndex(np.asarray(series_ids, dtype=np.int64), positions)
         for block in blocks:
-            pos = np.searchsorted(sorted_ids, block.sids)
-            pos[pos >= len(sorted_ids)] = 0
-            hit = sorted_ids[pos] == block.sids
-            target = order[pos[hit]]
-            np.add.at(out[:, 0], target, block.values[hit, 0])
-            np.add.at(out[:, 1], target, block.values[hit, 1])
+            hit, pos = index.find(block.sids)
+            np.add.at(out, index.groups[pos], block.values[hit, :2])
         return out
 
     # ---- housekeeping -------------------------------------------------------------------------
@@ -840,7 +819,7 @@ class IgniteMetricStore:
         horizon = self.tiers[-1].oldest(now)
         dropped = 0
         for tenant in sorted(self._tenants):
-            infos = (await self._metric_reg(tenant))[1]
+            infos = await self._metric_reg(tenant)
             for name in infos:
                 reg = await self._series_reg(tenant, name)
                 if not reg.by_tags:
@@ -862,27 +841,23 @@ class IgniteMetricStore:
         return dropped
 
     async def _unregister(self, tenant: str, name: str, stale: set[Tags]) -> int:
-        key = f"S{SEP}{tenant}{SEP}{name}"
-        for _ in range(100):
-            raw = await self._get(key)
-            reg = _series_reg(raw)
-            gone = stale & set(reg.by_tags)
-            if not gone or raw is None:
-                return 0
-            rows = [[sid, [list(t) for t in tags]] for tags, sid in reg.by_tags.items() if tags not in gone]
-            value = orjson.dumps({"v": 1, "series": rows}).decode()
-            if await self._swap(key, raw, value):
-                self._series[(tenant, name)] = _series_reg(value)
-                self._reg_epoch += 1
-                return len(gone)
-        return 0  # pragma: no cover
+        gone: set[Tags] = set()
+
+        def drop(raw: str | None) -> str | None:
+            held = _series_reg(raw).by_tags
+            gone.clear()
+            gone.update(stale & set(held))
+            return _encode_series({t: sid for t, sid in held.items() if t not in gone}) if gone else None
+
+        self._series[(tenant, name)] = _series_reg(await self._update(f"S{SEP}{tenant}{SEP}{name}", drop))
+        return len(gone)
 
     async def _refresh_writers(self) -> None:
         raw = await self._registry.get("writers")
         writers = orjson.loads(raw) if raw else {}
         self._writers = sorted(set(writers) | {self.writer})
 
-    def on_remote_change(self, listener: Callable[[str, frozenset[str]], None]) -> None:
+    def on_remote_change(self, listener: ChangeHandler) -> None:
         """Call `listener(tenant, names)` when another writer's flush changed these metrics."""
         self._listeners.append(listener)
 
@@ -941,10 +916,11 @@ class IgniteMetricStore:
             "flushes": self.flushes,
             "flush_failures": self.flush_failures,
             "last_flush_ms": round(self.last_flush_ms, 3),
-            "block_hit_rate": round(self.keys_found / self.keys_read, 4) if self.keys_read else None,
-            "own_block_hit_rate": round(self.own_hits / (self.own_hits + self.own_misses), 4)
-            if self.own_hits + self.own_misses
-            else None,
+            # reads: blocks served from this process's caches; keys asked of Ignite that it held
+            "read_cache_hit_rate": _rate(self.blocks_cached, self.blocks_cached + self.keys_read),
+            "ignite_key_hit_rate": _rate(self.keys_found, self.keys_read),
+            # flushes: blocks merged into without reading them back from Ignite
+            "flush_cache_hit_rate": _rate(self.flush_own_hits, self.flush_own_hits + self.flush_own_misses),
         }
         series_by_tenant: dict[str, int] = {}
         metrics_by_tenant: dict[str, int] = {}
@@ -959,8 +935,7 @@ class IgniteMetricStore:
                     for name, cache in zip((*TIER_CACHES, REGISTRY_CACHE), (*self._caches, self._registry))
                 }
                 for tenant in sorted(self._tenants):
-                    infos = (await self._metric_reg(tenant))[1]
-                    metrics_by_tenant[tenant] = len(infos)
+                    metrics_by_tenant[tenant] = len(await self._metric_reg(tenant))
                     series_by_tenant[tenant] = await self._tenant_series_count(tenant)
             except Exception as exc:  # health reports a broken connection rather than failing
                 if not isinstance(exc, (BackendUnavailableError, *_ignite_errors())):
@@ -969,6 +944,10 @@ class IgniteMetricStore:
         else:
             details["error"] = self._down_reason
         return StoreStats("ignite", self.up, series_by_tenant, metrics_by_tenant, details)
+
+
+def _rate(part: int, whole: int) -> float | None:
+    return round(part / whole, 4) if whole else None
 
 
 def _decode_metrics(raw: str | None) -> dict[str, MetricInfo]:

@@ -7,6 +7,7 @@ import itertools
 import logging
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 
 from sanic import HTTPResponse, Request, Sanic
 
@@ -116,31 +117,36 @@ def create_app(services: App, name: str | None = None) -> Sanic:  # type: ignore
     return app
 
 
-async def _housekeeping(app: Sanic) -> None:  # type: ignore[type-arg]
-    services: App = app.ctx.rta
+async def _every(seconds: float, step: Callable[[], Awaitable[object]], what: str) -> None:
+    """Run `step` every `seconds` until cancelled; a failing step is logged, never fatal."""
     while True:
-        await asyncio.sleep(TICK_SECONDS)
+        await asyncio.sleep(seconds)
         try:
-            await services.engine.tick()
-        except Exception:  # housekeeping must never take the server down
-            logging.getLogger("rtanalytics").exception("housekeeping failed")
+            await step()
+        except Exception:  # background work must never take the server down
+            logging.getLogger("rtanalytics").exception("%s failed", what)
+
+
+async def _housekeeping(app: Sanic) -> None:  # type: ignore[type-arg]
+    """Forget series with no data left, every TICK_SECONDS."""
+    await _every(TICK_SECONDS, app.ctx.rta.engine.tick, "housekeeping")
 
 
 async def _alerting(app: Sanic) -> None:  # type: ignore[type-arg]
     """Rules on changed metrics every second; every rule each RTA_ALERT_INTERVAL (time passing)."""
     services: App = app.ctx.rta
     since_tick = 0.0
-    while True:
-        await asyncio.sleep(1.0)
+
+    async def step() -> None:
+        nonlocal since_tick
         since_tick += 1.0
-        try:
-            if since_tick >= services.config.alert_interval_s:
-                since_tick = 0.0
-                await services.alerts.tick()
-            else:
-                await services.alerts.evaluate_noticed()
-        except Exception:  # evaluation must never take the server down
-            logging.getLogger("rtanalytics").exception("alert evaluation failed")
+        if since_tick >= services.config.alert_interval_s:
+            since_tick = 0.0
+            await services.alerts.tick()
+        else:
+            await services.alerts.evaluate_noticed()
+
+    await _every(1.0, step, "alert evaluation")
 
 
 LIVE_TICK_S = 0.05
@@ -148,10 +154,4 @@ LIVE_TICK_S = 0.05
 
 async def _live(app: Sanic) -> None:  # type: ignore[type-arg]
     """Push live queries whose metrics changed (or whose window moved on), each at its interval."""
-    services: App = app.ctx.rta
-    while True:
-        await asyncio.sleep(LIVE_TICK_S)
-        try:
-            await services.live.run_due()
-        except Exception:  # one bad evaluation must not stop every subscription
-            logging.getLogger("rtanalytics").exception("live query evaluation failed")
+    await _every(LIVE_TICK_S, app.ctx.rta.live.run_due, "live query evaluation")
