@@ -13,6 +13,7 @@ starts exact (list and set modes) and switches to registers only when a bucket g
 
 from __future__ import annotations
 
+import itertools
 import math
 import struct
 from collections.abc import Iterable, Sequence
@@ -182,6 +183,27 @@ def _bins(values: np.ndarray) -> tuple[list[int], list[int]]:
     keys[indexable] = np.ceil(np.log(absolute[indexable]) / _LOG_GAMMA)
     signs = np.where(indexable, np.sign(values), 0).astype(np.int64)
     return cast(list[int], keys.tolist()), cast(list[int], signs.tolist())
+
+
+def quantile_sketches(values: np.ndarray, bounds: Sequence[int]) -> list[QuantileSketch]:
+    """One sketch per run values[bounds[i]:bounds[i + 1]]: the bins of every value in one numpy
+    pass, then plain dict counts per run (most runs hold a few values, where numpy's per-call
+    cost would dominate: 4 s -> 0.4 s for 384k points in bench/ignite_backend.py's flushes)."""
+    keys, signs = _bins(values)
+    out = []
+    for a, b in itertools.pairwise(bounds):
+        sketch = QuantileSketch()
+        sketch.count = b - a
+        positive, negative = sketch.positive, sketch.negative
+        for key, sign in zip(keys[a:b], signs[a:b]):
+            if sign > 0:
+                positive[key] = positive.get(key, 0) + 1
+            elif sign < 0:
+                negative[key] = negative.get(key, 0) + 1
+            else:
+                sketch.zero += 1
+        out.append(sketch)
+    return out
 
 
 def add_identities_to_cells(cells: np.ndarray, positions: Iterable[int], identities: Iterable[str]) -> None:

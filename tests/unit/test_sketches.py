@@ -1,5 +1,7 @@
 """Sketch bounds against numpy's exact answers, merging, encoding, and the reference DDSketch."""
 
+import itertools
+
 import numpy as np
 from ddsketch import DDSketch
 from hypothesis import given
@@ -114,3 +116,16 @@ def test_adding_to_cells_equals_adding_one_by_one(xs: list[float]) -> None:
         from rtanalytics.core.sketches import cell_sketch
 
         assert cell_sketch(cells[position], distinct=False) == expected
+
+
+def test_quantile_sketches_of_runs_equal_sketches_built_value_by_value() -> None:
+    from rtanalytics.core.sketches import quantile_sketches
+
+    values = np.array([0.0, 1.5, -2.0, 3.0, 1e-12, 250.0, -0.5, 7.0])
+    bounds = [0, 3, 3, 6, 8]  # an empty run too
+    built = quantile_sketches(values, bounds)
+    for (a, b), sketch in zip(itertools.pairwise(bounds), built, strict=True):
+        expected = QuantileSketch()
+        for v in values[a:b].tolist():
+            expected.add(v)
+        assert sketch == expected

@@ -10,7 +10,7 @@ import numpy as np
 
 from rtanalytics.core.metrics import StateKind
 from rtanalytics.core.planner import TierRead
-from rtanalytics.core.sketches import DistinctSketch, QuantileSketch, _bins
+from rtanalytics.core.sketches import DistinctSketch, quantile_sketches
 from rtanalytics.core.states import Partials
 from rtanalytics.core.windows import Tier
 
@@ -80,22 +80,7 @@ def blocks_for_tier(parts: Sequence[Points], tier: Tier, span: int) -> dict[int,
             values[:, i] = ts[ends]
     sketches: list[Sketch] | None = None
     if kind is StateKind.QUANTILE:
-        # bins of every value in one numpy pass, then plain dict counts per cell: most cells hold
-        # a few points, where numpy's per-call cost would dominate (bench/ignite_backend.py)
-        keys, signs = _bins(vals)
-        sketches = []
-        for a, b in itertools.pairwise([*starts.tolist(), len(sids)]):
-            q = QuantileSketch()
-            q.count = b - a
-            positive, negative = q.positive, q.negative
-            for key, sign in zip(keys[a:b], signs[a:b]):
-                if sign > 0:
-                    positive[key] = positive.get(key, 0) + 1
-                elif sign < 0:
-                    negative[key] = negative.get(key, 0) + 1
-                else:
-                    q.zero += 1
-            sketches.append(q)
+        sketches = list(quantile_sketches(vals, [*starts.tolist(), len(sids)]))
     elif kind is StateKind.DISTINCT:
         assert identities is not None
         ordered = [identities[i] for i in order.tolist()]
