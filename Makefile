@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 
 .PHONY: serve test unit lint types bench clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py rtanalytics/core/_speedups.c rtanalytics/adapters/memory/_kernel.c
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
 	$(VENV)/bin/pip install -q -e '.[dev]'
