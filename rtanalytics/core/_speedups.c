@@ -5,28 +5,34 @@
  * left to the Python parser (rtanalytics/core/metrics.py), which remains the reference: the
  * tests run both paths on the same inputs and require the same batch.
  *
- * fast_parse(points, now, latest, oldest, names_ok, tags_cache, known_types, types_by_value,
- *            skip_type, count_type, index, names, types, tags, timestamps, values) -> list[int]
- * returns the positions it did not take.
+ * fast_parse(points, now, latest, oldest, series_cache, known_types, types_by_value,
+ *            skip_type, count_type, index, names, types, tags, series, timestamps, values)
+ *   -> list[int], the positions it did not take.
+ * series_cache maps (name, tag key 1, tag value 1, ...) in the order a client sent them to
+ * (canonical tags, series key), for series the Python parser has seen valid; any other is
+ * left to it.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <math.h>
+#include <stdint.h>
+#include <string.h>
 
 static PyObject *k_name, *k_type, *k_value, *k_tags, *k_timestamp, *k_window, *empty_tuple;
 
 static PyObject *
 fast_parse(PyObject *self, PyObject *args)
 {
-    PyObject *points, *names_ok, *tags_cache, *known, *types_by_value, *skip_type, *count_type;
-    PyObject *o_index, *o_names, *o_types, *o_tags, *o_ts, *o_values;
+    PyObject *points, *series_cache, *known, *types_by_value, *skip_type, *count_type;
+    PyObject *o_index, *o_names, *o_types, *o_tags, *o_series, *o_ts, *o_values;
     double now, latest, oldest;
-    if (!PyArg_ParseTuple(args, "O!dddO!O!O!O!OOO!O!O!O!O!O!",
+    if (!PyArg_ParseTuple(args, "O!dddO!O!O!OOO!O!O!O!O!O!O!",
                           &PyList_Type, &points, &now, &latest, &oldest,
-                          &PySet_Type, &names_ok, &PyDict_Type, &tags_cache, &PyDict_Type, &known,
+                          &PyDict_Type, &series_cache, &PyDict_Type, &known,
                           &PyDict_Type, &types_by_value, &skip_type, &count_type,
                           &PyList_Type, &o_index, &PyList_Type, &o_names, &PyList_Type, &o_types,
-                          &PyList_Type, &o_tags, &PyList_Type, &o_ts, &PyList_Type, &o_values))
+                          &PyList_Type, &o_tags, &PyList_Type, &o_series, &PyList_Type, &o_ts,
+                          &PyList_Type, &o_values))
         return NULL;
     PyObject *slow = PyList_New(0);
     if (slow == NULL)
@@ -34,7 +40,7 @@ fast_parse(PyObject *self, PyObject *args)
     Py_ssize_t n = PyList_GET_SIZE(points);
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *p = PyList_GET_ITEM(points, i);
-        PyObject *name, *raw_type, *mtype, *held, *value, *raw_tags, *tags, *raw_ts;
+        PyObject *name, *raw_type, *mtype, *held, *value, *raw_tags, *tags, *series, *entry, *raw_ts;
         double v, ts;
         if (!PyDict_CheckExact(p))
             goto take_slow;
@@ -43,9 +49,6 @@ fast_parse(PyObject *self, PyObject *args)
             if (PyErr_Occurred()) goto fail;
             goto take_slow;
         }
-        int seen = PySet_Contains(names_ok, name);
-        if (seen < 0) goto fail;
-        if (!seen) goto take_slow;
         raw_type = PyDict_GetItemWithError(p, k_type);
         if (raw_type == NULL || !PyUnicode_CheckExact(raw_type)) {
             if (PyErr_Occurred()) goto fail;
@@ -82,27 +85,47 @@ fast_parse(PyObject *self, PyObject *args)
         if (!isfinite(v))
             goto take_slow;
         raw_tags = PyDict_GetItemWithError(p, k_tags);
-        if (raw_tags == NULL || raw_tags == Py_None) {
-            if (PyErr_Occurred()) goto fail;
-            tags = empty_tuple;
-        } else if (PyDict_CheckExact(raw_tags)) {
-            Py_ssize_t size = PyDict_GET_SIZE(raw_tags), pos = 0, k = 0;
-            PyObject *key, *val;
-            PyObject *items = PyTuple_New(size);
-            if (items == NULL) goto fail;
-            while (PyDict_Next(raw_tags, &pos, &key, &val)) {
-                PyObject *pair = PyTuple_Pack(2, key, val);
-                if (pair == NULL) { Py_DECREF(items); goto fail; }
-                PyTuple_SET_ITEM(items, k++, pair);
-            }
-            tags = PyDict_GetItemWithError(tags_cache, items);
-            Py_DECREF(items);
-            if (tags == NULL) {
+        {
+            /* (name, k1, v1, k2, v2, ...) in the order given: one allocation, string hashes
+               that are cached, and no sorting for a series seen valid before. */
+            PyObject *flat;
+            if (raw_tags == NULL || raw_tags == Py_None) {
                 if (PyErr_Occurred()) goto fail;
+                flat = PyTuple_Pack(1, name);
+            } else if (PyDict_CheckExact(raw_tags)) {
+                Py_ssize_t size = PyDict_GET_SIZE(raw_tags), pos = 0, k = 1;
+                PyObject *key, *val;
+                flat = PyTuple_New(1 + 2 * size);
+                if (flat != NULL) {
+                    Py_INCREF(name);
+                    PyTuple_SET_ITEM(flat, 0, name);
+                    while (PyDict_Next(raw_tags, &pos, &key, &val)) {
+                        Py_INCREF(key);
+                        Py_INCREF(val);
+                        PyTuple_SET_ITEM(flat, k, key);
+                        PyTuple_SET_ITEM(flat, k + 1, val);
+                        k += 2;
+                    }
+                }
+            } else {
                 goto take_slow;
             }
-        } else {
-            goto take_slow;
+            if (flat == NULL) goto fail;
+            entry = PyDict_GetItemWithError(series_cache, flat);
+            Py_DECREF(flat);
+            if (entry == NULL) {
+                if (PyErr_Occurred()) {
+                    if (!PyErr_ExceptionMatches(PyExc_TypeError)) goto fail;
+                    PyErr_Clear(); /* an unhashable tag value: the Python parser says what is wrong */
+                }
+                goto take_slow;
+            }
+            if (!PyTuple_CheckExact(entry) || PyTuple_GET_SIZE(entry) != 2) {
+                PyErr_SetString(PyExc_TypeError, "series cache entries are (tags, key) pairs");
+                goto fail;
+            }
+            tags = PyTuple_GET_ITEM(entry, 0);
+            series = PyTuple_GET_ITEM(entry, 1);
         }
         raw_ts = PyDict_GetItemWithError(p, k_timestamp);
         if (raw_ts == NULL || raw_ts == Py_None) {
@@ -133,6 +156,7 @@ fast_parse(PyObject *self, PyObject *args)
             }
             int bad = PyList_Append(o_index, idx) | PyList_Append(o_names, name) |
                       PyList_Append(o_types, mtype) | PyList_Append(o_tags, tags) |
+                      PyList_Append(o_series, series) |
                       PyList_Append(o_ts, tsv) | PyList_Append(o_values, val);
             Py_DECREF(idx); Py_DECREF(tsv); Py_DECREF(val);
             if (bad) goto fail;
@@ -151,8 +175,730 @@ fail:
     return NULL;
 }
 
+/* ---- JSON bytes straight to batch columns ----------------------------------------------------
+ *
+ * parse_json(body, now, latest, oldest, table, series_cache, known_types, types_by_value,
+ *            skip_type, count_type, max_points, index, names, types, tags, series, timestamps,
+ *            values) -> None | (count, slow)
+ *
+ * For a body of the plain shape {"metrics": [point, ...]} it scans the bytes once and appends
+ * the ordinary points to the columns, as fast_parse does for dicts, without building a Python
+ * object per point. `slow` lists (position, start, end) of the points it leaves to the Python
+ * parser: their bytes are body[start:end], which orjson decodes to what a whole-body decode
+ * gives them. None: not the plain shape, or not valid JSON as far as the scan can tell; the
+ * caller then decodes the whole body with orjson, which says what is wrong.
+ *
+ * Series already seen valid are found in `table` (a capsule from series_table()) by the raw
+ * bytes of name and tags as sent; a miss builds the strings once and asks series_cache (the
+ * Python parser's (name, k1, v1, ...) -> (tags, key) dict) before remembering them here.
+ */
+
+typedef struct {
+    uint64_t hash;
+    char *ident;
+    Py_ssize_t len;
+    PyObject *name, *tags, *key;
+} Entry;
+
+typedef struct {
+    Entry *slots;
+    Py_ssize_t cap, used;
+} Table;
+
+#define TABLE_LIMIT 200000
+#define MAX_IDENT 65536
+#define MAX_NESTING 1100 /* past orjson's own limit of 1024: deeper is invalid either way */
+
+static void
+table_clear(Table *t)
+{
+    for (Py_ssize_t i = 0; i < t->cap; i++) {
+        Entry *e = &t->slots[i];
+        if (e->ident) {
+            PyMem_Free(e->ident);
+            Py_DECREF(e->name);
+            Py_DECREF(e->tags);
+            Py_DECREF(e->key);
+        }
+    }
+    memset(t->slots, 0, sizeof(Entry) * t->cap);
+    t->used = 0;
+}
+
+static void
+table_free(PyObject *capsule)
+{
+    Table *t = PyCapsule_GetPointer(capsule, "rtanalytics.series_table");
+    if (t == NULL)
+        return;
+    table_clear(t);
+    PyMem_Free(t->slots);
+    PyMem_Free(t);
+}
+
+static PyObject *
+series_table(PyObject *self, PyObject *unused)
+{
+    Table *t = PyMem_Calloc(1, sizeof(Table));
+    if (t == NULL)
+        return PyErr_NoMemory();
+    t->cap = 1024;
+    t->slots = PyMem_Calloc(t->cap, sizeof(Entry));
+    if (t->slots == NULL) {
+        PyMem_Free(t);
+        return PyErr_NoMemory();
+    }
+    PyObject *capsule = PyCapsule_New(t, "rtanalytics.series_table", table_free);
+    if (capsule == NULL)
+        table_free(NULL);
+    return capsule;
+}
+
+static PyObject *
+series_table_size(PyObject *self, PyObject *capsule)
+{
+    Table *t = PyCapsule_GetPointer(capsule, "rtanalytics.series_table");
+    if (t == NULL)
+        return NULL;
+    return PyLong_FromSsize_t(t->used);
+}
+
+/* A hash of the identity bytes, eight at a time (multiply-xorshift; not cryptographic: a
+   collision only costs a memcmp). */
+static uint64_t
+ident_hash(const char *s, Py_ssize_t n)
+{
+    uint64_t h = 0x9E3779B97F4A7C15ULL ^ (uint64_t)n;
+    Py_ssize_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w;
+        memcpy(&w, s + i, 8);
+        h = (h ^ w) * 0xBF58476D1CE4E5B9ULL;
+        h ^= h >> 29;
+    }
+    if (i < n) {
+        uint64_t w = 0;
+        memcpy(&w, s + i, (size_t)(n - i));
+        h = (h ^ w) * 0x94D049BB133111EBULL;
+        h ^= h >> 32;
+    }
+    return h;
+}
+
+static Entry *
+table_find(Table *t, uint64_t hash, const char *ident, Py_ssize_t len)
+{
+    Py_ssize_t mask = t->cap - 1;
+    for (Py_ssize_t i = (Py_ssize_t)(hash & mask);; i = (i + 1) & mask) {
+        Entry *e = &t->slots[i];
+        if (e->ident == NULL)
+            return e;
+        if (e->hash == hash && e->len == len && memcmp(e->ident, ident, len) == 0)
+            return e;
+    }
+}
+
+static int
+table_grow(Table *t)
+{
+    Py_ssize_t old_cap = t->cap;
+    Entry *old = t->slots;
+    Entry *slots = PyMem_Calloc(old_cap * 2, sizeof(Entry));
+    if (slots == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    t->slots = slots;
+    t->cap = old_cap * 2;
+    for (Py_ssize_t i = 0; i < old_cap; i++)
+        if (old[i].ident)
+            *table_find(t, old[i].hash, old[i].ident, old[i].len) = old[i];
+    PyMem_Free(old);
+    return 0;
+}
+
+/* Remember a series; the entry takes new references. */
+static Entry *
+table_put(Table *t, uint64_t hash, const char *ident, Py_ssize_t len, PyObject *name, PyObject *tags,
+          PyObject *key)
+{
+    if (t->used >= TABLE_LIMIT)
+        table_clear(t); /* bounded, like the Python parser's caches */
+    if ((t->used + 1) * 2 > t->cap && table_grow(t) < 0)
+        return NULL;
+    Entry *e = table_find(t, hash, ident, len);
+    e->ident = PyMem_Malloc(len > 0 ? len : 1);
+    if (e->ident == NULL) {
+        PyErr_NoMemory();
+        return NULL;
+    }
+    memcpy(e->ident, ident, len);
+    e->hash = hash;
+    e->len = len;
+    Py_INCREF(name);
+    Py_INCREF(tags);
+    Py_INCREF(key);
+    e->name = name;
+    e->tags = tags;
+    e->key = key;
+    t->used++;
+    return e;
+}
+
+typedef struct {
+    const char *p, *end;
+} Scan;
+
+static inline __attribute__((always_inline)) void
+ws(Scan *s)
+{
+    while (s->p < s->end && (unsigned char)*s->p <= ' ' &&
+           (*s->p == ' ' || *s->p == '\n' || *s->p == '\r' || *s->p == '\t'))
+        s->p++;
+}
+
+/* A string at s->p (the opening quote): its bytes without quotes; *escaped when it holds a
+   backslash escape. 0 on success, -1 when it is not a well-formed string. */
+static inline __attribute__((always_inline)) int
+str_span(Scan *s, const char **start, Py_ssize_t *len, int *escaped)
+{
+    if (s->p >= s->end || *s->p != '"')
+        return -1;
+    const unsigned char *q = (const unsigned char *)++s->p, *end = (const unsigned char *)s->end;
+    *escaped = 0;
+    for (;;) {
+        while (q < end && *q != '"' && *q != '\\' && *q >= 0x20)
+            q++;
+        if (q >= end || *q < 0x20)
+            return -1;
+        if (*q == '"')
+            break;
+        *escaped = 1; /* a backslash: skip what it escapes */
+        if (q + 1 >= end)
+            return -1;
+        q += 2;
+    }
+    *start = s->p;
+    *len = (const char *)q - s->p;
+    s->p = (const char *)q + 1;
+    return 0;
+}
+
+/* A JSON number at s->p: its span, and whether it has a fraction or exponent. -1: malformed. */
+static inline int
+num_span(Scan *s, const char **start, Py_ssize_t *len, int *is_float)
+{
+    const char *q = s->p;
+    *start = q;
+    *is_float = 0;
+    if (q < s->end && *q == '-')
+        q++;
+    if (q >= s->end)
+        return -1;
+    if (*q == '0') {
+        q++;
+    } else if (*q >= '1' && *q <= '9') {
+        while (q < s->end && *q >= '0' && *q <= '9')
+            q++;
+    } else {
+        return -1;
+    }
+    if (q < s->end && *q == '.') {
+        *is_float = 1;
+        q++;
+        if (q >= s->end || *q < '0' || *q > '9')
+            return -1;
+        while (q < s->end && *q >= '0' && *q <= '9')
+            q++;
+    }
+    if (q < s->end && (*q == 'e' || *q == 'E')) {
+        *is_float = 1;
+        q++;
+        if (q < s->end && (*q == '+' || *q == '-'))
+            q++;
+        if (q >= s->end || *q < '0' || *q > '9')
+            return -1;
+        while (q < s->end && *q >= '0' && *q <= '9')
+            q++;
+    }
+    *len = q - *start;
+    s->p = q;
+    return 0;
+}
+
+/* The number's value as Python's float(orjson.loads(text)) gives it; 0 when it cannot say
+   (too long, or not finite), so that the point goes to the Python parser. */
+static int
+num_value(const char *start, Py_ssize_t len, int is_float, double *out)
+{
+    char buf[72];
+    if (!is_float) {
+        Py_ssize_t digits = len - (start[0] == '-');
+        if (digits > 18)
+            return 0;
+        long long v = 0;
+        for (Py_ssize_t i = start[0] == '-'; i < len; i++)
+            v = v * 10 + (start[i] - '0');
+        *out = (double)(start[0] == '-' ? -v : v);
+        return 1;
+    }
+    {
+        /* Clinger's fast path: at most 15 digits make an exact integer mantissa, and 10^k for
+           k <= 22 is exact, so one multiplication or division rounds once, correctly -- the
+           double that any correct parser (orjson's included) gives. */
+        const char *q = start, *stop = start + len;
+        int negative = *q == '-';
+        q += negative;
+        uint64_t mantissa = 0;
+        int digits = 0, scale = 0;
+        for (; q < stop && *q >= '0' && *q <= '9'; q++, digits++)
+            mantissa = mantissa * 10 + (uint64_t)(*q - '0');
+        if (q < stop && *q == '.')
+            for (q++; q < stop && *q >= '0' && *q <= '9'; q++, digits++, scale--)
+                mantissa = mantissa * 10 + (uint64_t)(*q - '0');
+        int exponent = 0, exp_negative = 0, exp_digits = 0;
+        if (q < stop && (*q == 'e' || *q == 'E')) {
+            q++;
+            if (q < stop && (*q == '+' || *q == '-'))
+                exp_negative = *q++ == '-';
+            for (; q < stop && *q >= '0' && *q <= '9' && exp_digits < 4; q++, exp_digits++)
+                exponent = exponent * 10 + (*q - '0');
+        }
+        scale += exp_negative ? -exponent : exponent;
+        static const double powers[23] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
+                                          1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+                                          1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+        if (q == stop && digits <= 15 && scale >= -22 && scale <= 22) {
+            double v = (double)mantissa;
+            v = scale < 0 ? v / powers[-scale] : v * powers[scale];
+            *out = negative ? -v : v;
+            return 1;
+        }
+    }
+    if (len >= (Py_ssize_t)sizeof buf)
+        return 0;
+    memcpy(buf, start, len);
+    buf[len] = '\0';
+    char *stop = NULL;
+    double v = PyOS_string_to_double(buf, &stop, NULL);
+    if (v == -1.0 && PyErr_Occurred()) {
+        PyErr_Clear();
+        return 0;
+    }
+    if (stop != buf + len || !isfinite(v))
+        return 0;
+    *out = v;
+    return 1;
+}
+
+/* Past one JSON value of any kind; -1 when malformed (or nested too deep to bother). */
+static int
+skip_value(Scan *s, int depth)
+{
+    const char *start;
+    Py_ssize_t len;
+    int flag;
+    ws(s);
+    if (s->p >= s->end || depth > MAX_NESTING)
+        return -1;
+    char c = *s->p;
+    if (c == '"')
+        return str_span(s, &start, &len, &flag);
+    if (c == '{' || c == '[') {
+        char close = c == '{' ? '}' : ']';
+        s->p++;
+        ws(s);
+        if (s->p < s->end && *s->p == close) {
+            s->p++;
+            return 0;
+        }
+        for (;;) {
+            if (c == '{') {
+                ws(s);
+                if (str_span(s, &start, &len, &flag) < 0)
+                    return -1;
+                ws(s);
+                if (s->p >= s->end || *s->p != ':')
+                    return -1;
+                s->p++;
+            }
+            if (skip_value(s, depth + 1) < 0)
+                return -1;
+            ws(s);
+            if (s->p >= s->end)
+                return -1;
+            if (*s->p == ',') {
+                s->p++;
+                continue;
+            }
+            if (*s->p == close) {
+                s->p++;
+                return 0;
+            }
+            return -1;
+        }
+    }
+    if (c == '-' || (c >= '0' && c <= '9'))
+        return num_span(s, &start, &len, &flag);
+    static const char *literals[3] = {"null", "true", "false"};
+    static const size_t lengths[3] = {4, 4, 5};
+    for (int i = 0; i < 3; i++) {
+        if ((size_t)(s->end - s->p) >= lengths[i] && memcmp(s->p, literals[i], lengths[i]) == 0) {
+            s->p += lengths[i];
+            return 0;
+        }
+    }
+    return -1;
+}
+
+/* Whether a key's bytes are the literal `word`. */
+#define is_key(start, len, word) ((len) == (Py_ssize_t)sizeof(word) - 1 && memcmp((start), (word), sizeof(word) - 1) == 0)
+
+#define MAX_TYPES 16
+
+typedef struct {
+    const char *text[MAX_TYPES];
+    Py_ssize_t len[MAX_TYPES];
+    PyObject *obj[MAX_TYPES];
+    int n;
+} Types;
+
+/* Ask the Python parser's cache for a series first seen in JSON here; NULL (no error) when it
+   has not been seen valid. */
+static Entry *
+learn_series(Table *t, PyObject *series_cache, uint64_t hash, const char *ident, Py_ssize_t ident_len,
+             const char *name_at, Py_ssize_t name_len, const char **tag_at, Py_ssize_t *tag_len, int ntags)
+{
+    PyObject *flat = PyTuple_New(1 + 2 * ntags);
+    if (flat == NULL)
+        return NULL;
+    PyObject *name = PyUnicode_DecodeUTF8(name_at, name_len, NULL);
+    if (name == NULL)
+        goto miss;
+    PyTuple_SET_ITEM(flat, 0, name);
+    for (int k = 0; k < 2 * ntags; k++) {
+        PyObject *part = PyUnicode_DecodeUTF8(tag_at[k], tag_len[k], NULL);
+        if (part == NULL)
+            goto miss;
+        PyTuple_SET_ITEM(flat, 1 + k, part);
+    }
+    PyObject *entry = PyDict_GetItemWithError(series_cache, flat);
+    if (entry == NULL) {
+        if (PyErr_Occurred())
+            goto fail;
+        goto miss;
+    }
+    if (!PyTuple_CheckExact(entry) || PyTuple_GET_SIZE(entry) != 2) {
+        PyErr_SetString(PyExc_TypeError, "series cache entries are (tags, key) pairs");
+        goto fail;
+    }
+    Entry *e = table_put(t, hash, ident, ident_len, name, PyTuple_GET_ITEM(entry, 0), PyTuple_GET_ITEM(entry, 1));
+    Py_DECREF(flat);
+    return e;
+miss:
+    if (PyErr_Occurred()) {
+        if (!PyErr_ExceptionMatches(PyExc_UnicodeDecodeError))
+            goto fail;
+        PyErr_Clear(); /* not UTF-8: orjson says so when the Python parser decodes the point */
+    }
+    Py_DECREF(flat);
+    return NULL;
+fail:
+    Py_DECREF(flat);
+    return NULL;
+}
+
+#define MAX_TAG_PARTS 64 /* 32 tags */
+
+static PyObject *
+parse_json(PyObject *self, PyObject *args)
+{
+    Py_buffer body;
+    double now, latest, oldest;
+    PyObject *capsule, *series_cache, *known, *types_by_value, *skip_type, *count_type;
+    Py_ssize_t max_points;
+    PyObject *o_index, *o_names, *o_types, *o_tags, *o_series, *o_ts, *o_values;
+    if (!PyArg_ParseTuple(args, "y*dddOO!O!O!OOnO!O!O!O!O!O!O!", &body, &now, &latest, &oldest, &capsule,
+                          &PyDict_Type, &series_cache, &PyDict_Type, &known, &PyDict_Type, &types_by_value,
+                          &skip_type, &count_type, &max_points, &PyList_Type, &o_index, &PyList_Type,
+                          &o_names, &PyList_Type, &o_types, &PyList_Type, &o_tags, &PyList_Type, &o_series,
+                          &PyList_Type, &o_ts, &PyList_Type, &o_values))
+        return NULL;
+    PyObject *slow = NULL, *result = NULL;
+    char *ident = NULL;
+    Table *table = PyCapsule_GetPointer(capsule, "rtanalytics.series_table");
+    if (table == NULL)
+        goto done;
+    Types types;
+    memset(&types, 0, sizeof types);
+    {
+        Py_ssize_t pos = 0;
+        PyObject *k, *v;
+        while (PyDict_Next(types_by_value, &pos, &k, &v) && types.n < MAX_TYPES) {
+            Py_ssize_t n;
+            const char *text = PyUnicode_Check(k) ? PyUnicode_AsUTF8AndSize(k, &n) : NULL;
+            if (text == NULL)
+                goto done;
+            types.text[types.n] = text;
+            types.len[types.n] = n;
+            types.obj[types.n] = v;
+            types.n++;
+        }
+    }
+    ident = PyMem_Malloc(MAX_IDENT);
+    slow = PyList_New(0);
+    if (ident == NULL || slow == NULL)
+        goto done;
+    Scan s = {body.buf, (const char *)body.buf + body.len};
+    const char *at;
+    Py_ssize_t len;
+    int escaped, is_float;
+    Py_ssize_t count = 0;
+    int plain = 0;
+    ws(&s);
+    if (s.p >= s.end || *s.p++ != '{')
+        goto not_plain;
+    ws(&s);
+    if (str_span(&s, &at, &len, &escaped) < 0 || escaped || !is_key(at, len, "metrics"))
+        goto not_plain;
+    ws(&s);
+    if (s.p >= s.end || *s.p++ != ':')
+        goto not_plain;
+    ws(&s);
+    if (s.p >= s.end || *s.p++ != '[')
+        goto not_plain;
+    ws(&s);
+    if (s.p < s.end && *s.p == ']') {
+        s.p++;
+        plain = 1;
+    }
+    while (!plain) {
+        ws(&s);
+        const char *point_at = s.p;
+        Py_ssize_t i = count++;
+        int fast = count <= max_points && s.p < s.end && *s.p == '{';
+        const char *name_at = NULL, *type_at = NULL, *tag_at[MAX_TAG_PARTS];
+        Py_ssize_t name_len = 0, type_len = 0, tag_len[MAX_TAG_PARTS];
+        int ntags = 0, seen = 0;
+        double v = 1.0, ts = now;
+        int has_value = 0;
+        if (fast) {
+            s.p++;
+            ws(&s);
+            if (s.p < s.end && *s.p == '}') {
+                fast = 0; /* no name: the Python parser says so */
+            }
+            while (fast) {
+                ws(&s);
+                if (str_span(&s, &at, &len, &escaped) < 0 || escaped) {
+                    fast = 0;
+                    break;
+                }
+                ws(&s);
+                if (s.p >= s.end || *s.p++ != ':') {
+                    fast = 0;
+                    break;
+                }
+                ws(&s);
+                int bit;
+                if (is_key(at, len, "name")) {
+                    bit = 1;
+                    if (str_span(&s, &name_at, &name_len, &escaped) < 0 || escaped)
+                        fast = 0;
+                } else if (is_key(at, len, "type")) {
+                    bit = 2;
+                    if (str_span(&s, &type_at, &type_len, &escaped) < 0 || escaped)
+                        fast = 0;
+                } else if (is_key(at, len, "value")) {
+                    bit = 4;
+                    if (s.end - s.p >= 4 && memcmp(s.p, "null", 4) == 0) {
+                        s.p += 4;
+                    } else if (num_span(&s, &at, &len, &is_float) < 0 || !num_value(at, len, is_float, &v)) {
+                        fast = 0;
+                    } else {
+                        has_value = 1;
+                    }
+                } else if (is_key(at, len, "timestamp")) {
+                    bit = 8;
+                    if (s.end - s.p >= 4 && memcmp(s.p, "null", 4) == 0)
+                        s.p += 4;
+                    else if (num_span(&s, &at, &len, &is_float) < 0 || !num_value(at, len, is_float, &ts))
+                        fast = 0;
+                } else if (is_key(at, len, "tags")) {
+                    bit = 16;
+                    if (s.end - s.p >= 4 && memcmp(s.p, "null", 4) == 0) {
+                        s.p += 4;
+                    } else if (s.p >= s.end || *s.p++ != '{') {
+                        fast = 0;
+                    } else {
+                        ws(&s);
+                        if (s.p < s.end && *s.p == '}') {
+                            s.p++;
+                        } else {
+                            for (;;) {
+                                ws(&s);
+                                if (ntags * 2 + 2 > MAX_TAG_PARTS ||
+                                    str_span(&s, &tag_at[2 * ntags], &tag_len[2 * ntags], &escaped) < 0 ||
+                                    escaped) {
+                                    fast = 0;
+                                    break;
+                                }
+                                ws(&s);
+                                if (s.p >= s.end || *s.p++ != ':') {
+                                    fast = 0;
+                                    break;
+                                }
+                                ws(&s);
+                                if (str_span(&s, &tag_at[2 * ntags + 1], &tag_len[2 * ntags + 1], &escaped) < 0 ||
+                                    escaped) {
+                                    fast = 0;
+                                    break;
+                                }
+                                ntags++;
+                                ws(&s);
+                                if (s.p < s.end && *s.p == ',') {
+                                    s.p++;
+                                    continue;
+                                }
+                                if (s.p < s.end && *s.p == '}') {
+                                    s.p++;
+                                    break;
+                                }
+                                fast = 0;
+                                break;
+                            }
+                        }
+                    }
+                } else {
+                    fast = 0; /* `window`, or a key the Python parser ignores */
+                    break;
+                }
+                if (!fast)
+                    break;
+                if (seen & bit) {
+                    fast = 0; /* a repeated key: the last one counts, as orjson has it */
+                    break;
+                }
+                seen |= bit;
+                ws(&s);
+                if (s.p < s.end && *s.p == ',') {
+                    s.p++;
+                    continue;
+                }
+                if (s.p < s.end && *s.p == '}') {
+                    s.p++;
+                    break;
+                }
+                fast = 0;
+            }
+        }
+        PyObject *mtype = NULL;
+        Entry *e = NULL;
+        if (fast && (seen & 3) == 3) {
+            for (int k = 0; k < types.n; k++)
+                if (types.len[k] == type_len && memcmp(types.text[k], type_at, type_len) == 0)
+                    mtype = types.obj[k];
+            if (mtype == NULL || mtype == skip_type || (!has_value && mtype != count_type) ||
+                !isfinite(ts) || ts > latest || ts < oldest)
+                fast = 0;
+        } else {
+            fast = 0;
+        }
+        if (fast) {
+            Py_ssize_t n = name_len;
+            for (int k = 0; k < 2 * ntags; k++)
+                n += 1 + tag_len[k];
+            if (n > MAX_IDENT) {
+                fast = 0;
+            } else {
+                char *w = ident;
+                memcpy(w, name_at, name_len);
+                w += name_len;
+                for (int k = 0; k < 2 * ntags; k++) {
+                    *w++ = '\0';
+                    memcpy(w, tag_at[k], tag_len[k]);
+                    w += tag_len[k];
+                }
+                uint64_t hash = ident_hash(ident, n);
+                e = table_find(table, hash, ident, n);
+                if (e->ident == NULL) {
+                    e = learn_series(table, series_cache, hash, ident, n, name_at, name_len, tag_at, tag_len, ntags);
+                    if (e == NULL) {
+                        if (PyErr_Occurred())
+                            goto done;
+                        fast = 0;
+                    }
+                }
+            }
+        }
+        if (fast) {
+            PyObject *held = PyDict_GetItemWithError(known, e->name);
+            if (held == NULL && PyErr_Occurred())
+                goto done;
+            if (held != NULL && held != mtype)
+                fast = 0;
+        }
+        if (fast) {
+            PyObject *idx = PyLong_FromSsize_t(i);
+            PyObject *tsv = PyFloat_FromDouble(ts);
+            PyObject *val = PyFloat_FromDouble(v);
+            int bad = idx == NULL || tsv == NULL || val == NULL;
+            if (!bad)
+                bad = PyList_Append(o_index, idx) | PyList_Append(o_names, e->name) |
+                      PyList_Append(o_types, mtype) | PyList_Append(o_tags, e->tags) |
+                      PyList_Append(o_series, e->key) | PyList_Append(o_ts, tsv) | PyList_Append(o_values, val);
+            Py_XDECREF(idx);
+            Py_XDECREF(tsv);
+            Py_XDECREF(val);
+            if (bad)
+                goto done;
+        } else {
+            s.p = point_at;
+            if (skip_value(&s, 0) < 0)
+                goto not_plain;
+            if (count <= max_points) {
+                PyObject *span = Py_BuildValue("(nnn)", i, (Py_ssize_t)(point_at - (const char *)body.buf),
+                                               (Py_ssize_t)(s.p - (const char *)body.buf));
+                if (span == NULL || PyList_Append(slow, span) < 0) {
+                    Py_XDECREF(span);
+                    goto done;
+                }
+                Py_DECREF(span);
+            }
+        }
+        ws(&s);
+        if (s.p < s.end && *s.p == ',') {
+            s.p++;
+            continue;
+        }
+        if (s.p < s.end && *s.p == ']') {
+            s.p++;
+            break;
+        }
+        goto not_plain;
+    }
+    ws(&s);
+    if (s.p >= s.end || *s.p++ != '}')
+        goto not_plain;
+    ws(&s);
+    if (s.p != s.end)
+        goto not_plain;
+    result = Py_BuildValue("(nO)", count, slow);
+    goto done;
+not_plain:
+    result = Py_NewRef(Py_None);
+done:
+    Py_XDECREF(slow);
+    PyMem_Free(ident);
+    PyBuffer_Release(&body);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"fast_parse", fast_parse, METH_VARARGS, "Validate ordinary point dicts into batch columns; return the rest's positions."},
+    {"parse_json", parse_json, METH_VARARGS, "Validate the ordinary points of a JSON body into batch columns."},
+    {"series_table", series_table, METH_NOARGS, "A new table of series seen valid, for parse_json."},
+    {"series_table_size", series_table_size, METH_O, "How many series a table holds."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -13,6 +14,7 @@ from enum import StrEnum
 from typing import Any
 
 import attrs
+import orjson
 
 from rtanalytics.core.durations import parse_duration, parse_timestamp
 from rtanalytics.core.errors import Problem
@@ -95,12 +97,23 @@ class PointBatch:
     names: list[str] = attrs.field(factory=list)
     types: list[MetricType] = attrs.field(factory=list)
     tags: list[Tags] = attrs.field(factory=list)
+    series: list[str] = attrs.field(factory=list)  # series_key(name, tags) of each point
     timestamps: list[float] = attrs.field(factory=list)
     values: list[Any] = attrs.field(factory=list)  # float, or str for `unique`
     windows: dict[str, int] = attrs.field(factory=dict)  # name -> window_ms given in this batch
 
     def __len__(self) -> int:
         return len(self.names)
+
+    def add(self, index: int, name: str, mtype: MetricType, tags: Tags, timestamp: float, value: Any) -> None:
+        """One more point, already valid (tags sorted by key)."""
+        self.index.append(index)
+        self.names.append(name)
+        self.types.append(mtype)
+        self.tags.append(tags)
+        self.series.append(series_key(name, tags))
+        self.timestamps.append(timestamp)
+        self.values.append(value)
 
     def select(self, keep: Sequence[bool]) -> PointBatch:
         """The points whose flag is true, in order."""
@@ -111,6 +124,7 @@ class PointBatch:
                 out.names.append(self.names[i])
                 out.types.append(self.types[i])
                 out.tags.append(self.tags[i])
+                out.series.append(self.series[i])
                 out.timestamps.append(self.timestamps[i])
                 out.values.append(self.values[i])
         return out
@@ -128,6 +142,13 @@ class Rejection:
         return "; ".join(str(p) for p in self.problems)
 
 
+def series_key(name: str, tags: Tags) -> str:
+    """A series' identity as one string, which caches its hash: the name, then each tag as
+    US key=length:value. Names and tag keys cannot hold US or `=`, and the length prefix keeps a
+    value that does from reading as another tag."""
+    return name + "".join(f"\x1f{k}={len(v)}:{v}" for k, v in tags)
+
+
 def unique_identity(value: object) -> str:
     """The canonical text of a `unique` value, so 42, 42.0 and "42" count as one thing."""
     if isinstance(value, float) and value.is_integer():
@@ -138,19 +159,23 @@ def unique_identity(value: object) -> str:
 class _ValidatedCache:
     """Names and tag sets already seen valid; bounded so hostile input cannot grow it forever."""
 
-    __slots__ = ("names", "tags")
+    __slots__ = ("names", "series", "tags")
 
     LIMIT = 200_000
 
     def __init__(self) -> None:
         self.names: set[str] = set()
         self.tags: dict[tuple[tuple[str, Any], ...], Tags] = {}
+        # (name, tag key, tag value, ...) as a client sent them -> (canonical tags, series key)
+        self.series: dict[tuple[Any, ...], tuple[Tags, str]] = {}
 
     def trim(self) -> None:
         if len(self.names) > self.LIMIT:
             self.names.clear()
         if len(self.tags) > self.LIMIT:
             self.tags.clear()
+        if len(self.series) > self.LIMIT:
+            self.series.clear()
 
 
 _CACHE = _ValidatedCache()
@@ -199,6 +224,7 @@ def _parse_python(
     rejected: list[Rejection] = []
     names_ok = _CACHE.names
     tags_cache = _CACHE.tags
+    series_cache = _CACHE.series
     known = known_types if known_types is not None else {}
     latest = now + MAX_FUTURE_SECONDS
     types_by_value = _TYPES_BY_VALUE
@@ -206,7 +232,7 @@ def _parse_python(
     count_type = MetricType.COUNT
     isfinite = math.isfinite
     out_index, out_names, out_types = batch.index, batch.names, batch.types
-    out_tags, out_ts, out_values = batch.tags, batch.timestamps, batch.values
+    out_tags, out_series, out_ts, out_values = batch.tags, batch.series, batch.timestamps, batch.values
     numbered = enumerate(raw_points) if positions is None else zip(positions, raw_points)
     for i, point in numbered:
         if type(point) is not dict:
@@ -303,10 +329,15 @@ def _parse_python(
         if problems:
             rejected.append(Rejection(i, tuple(problems)))
             continue
+        flat = (name, *itertools.chain.from_iterable(raw_tags.items())) if raw_tags else (name,)
+        entry = series_cache.get(flat)
+        if entry is None:
+            entry = series_cache[flat] = (tags, series_key(name, tags))  # type: ignore[arg-type]
         out_index.append(i)
         out_names.append(name)  # type: ignore[arg-type]
         out_types.append(mtype)  # type: ignore[arg-type]
-        out_tags.append(tags)
+        out_tags.append(entry[0])
+        out_series.append(entry[1])
         out_ts.append(ts)
         out_values.append(value)
     return rejected
@@ -334,8 +365,7 @@ def parse_points(
             now,
             now + MAX_FUTURE_SECONDS,
             oldest,
-            _CACHE.names,
-            _CACHE.tags,
+            _CACHE.series,
             known_types if known_types is not None else {},
             _TYPES_BY_VALUE,
             MetricType.UNIQUE,
@@ -344,6 +374,7 @@ def parse_points(
             batch.names,
             batch.types,
             batch.tags,
+            batch.series,
             batch.timestamps,
             batch.values,
         )
@@ -356,6 +387,65 @@ def parse_points(
         rejected = _parse_python(raw_points, now, known_types, oldest, batch)
     _CACHE.trim()
     return batch, rejected
+
+
+_SERIES_TABLE = _speedups.series_table() if _speedups is not None else None
+
+
+def parse_json_points(
+    body: bytes,
+    now: float,
+    *,
+    known_types: Mapping[str, MetricType] | None = None,
+    oldest: float = -math.inf,
+    max_points: int,
+) -> tuple[int, PointBatch, list[Rejection]] | None:
+    """The points of a request body `{"metrics": [...]}` straight from its JSON bytes: how many
+    it holds, the valid ones (up to `max_points`) as a batch, and the rejections.
+
+    The C speedup scans the bytes once and takes the ordinary points without making a Python
+    object of them; it hands the others' bytes to orjson and the Python parser, so the answer is
+    exactly parse_points(orjson.loads(body)["metrics"]). None when the body is not that plain
+    shape, not valid JSON, or the speedup is not built: decode it whole and use parse_points,
+    which says what is wrong.
+    """
+    if _speedups is None:
+        return None
+    batch = PointBatch()
+    known = known_types if known_types is not None else {}
+    found = _speedups.parse_json(
+        body,
+        now,
+        now + MAX_FUTURE_SECONDS,
+        oldest,
+        _SERIES_TABLE,
+        _CACHE.series,
+        known,
+        _TYPES_BY_VALUE,
+        MetricType.UNIQUE,
+        MetricType.COUNT,
+        max_points,
+        batch.index,
+        batch.names,
+        batch.types,
+        batch.tags,
+        batch.series,
+        batch.timestamps,
+        batch.values,
+    )
+    if found is None:
+        return None
+    count, slow = found
+    rejected: list[Rejection] = []
+    if slow:
+        view = memoryview(body)
+        try:
+            points = [orjson.loads(view[start:end]) for _, start, end in slow]
+        except orjson.JSONDecodeError:
+            return None
+        rejected = _parse_python(points, now, known_types, oldest, batch, [i for i, _, _ in slow])
+    _CACHE.trim()
+    return count, batch, rejected
 
 
 def _check_window(raw: Any, name: Any, i: int, problems: list[Problem], windows: dict[str, int]) -> None:

@@ -162,9 +162,7 @@ def add_to_cells(cells: np.ndarray, positions: np.ndarray, values: np.ndarray) -
         elif type(cell) is list:
             cell.append(value)
             if len(cell) > SMALL_CELL:
-                sketch = QuantileSketch()
-                sketch.add_many(cell)
-                cells[position] = sketch
+                cells[position] = quantile_cell_sketch(cell)
         else:  # a QuantileSketch: its bin is already known
             cell.count += 1
             if sign > 0:
@@ -175,13 +173,25 @@ def add_to_cells(cells: np.ndarray, positions: np.ndarray, values: np.ndarray) -
                 cell.zero += 1
 
 
-def _bins(values: np.ndarray) -> tuple[list[int], list[int]]:
-    """Each value's bin key and side (+1, -1, or 0 for the zero bin), in one numpy pass."""
+def quantile_cell_sketch(values: list[float]) -> QuantileSketch:
+    """The sketch that replaces a small cell's list of values once it holds more than SMALL_CELL."""
+    sketch = QuantileSketch()
+    sketch.add_many(values)
+    return sketch
+
+
+def bin_keys(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each value's bin key and side (+1, -1, or 0 for the zero bin), in one numpy pass (int64s)."""
     absolute = np.abs(values)
     indexable = absolute > _MIN_INDEXABLE
     keys = np.zeros(values.shape, dtype=np.int64)
     keys[indexable] = np.ceil(np.log(absolute[indexable]) / _LOG_GAMMA)
     signs = np.where(indexable, np.sign(values), 0).astype(np.int64)
+    return keys, signs
+
+
+def _bins(values: np.ndarray) -> tuple[list[int], list[int]]:
+    keys, signs = bin_keys(values)
     return cast(list[int], keys.tolist()), cast(list[int], signs.tolist())
 
 

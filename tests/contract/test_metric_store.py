@@ -17,12 +17,7 @@ TIERS = default_tiers()
 def batch(*points: tuple[str, MetricType, dict[str, str], float, object]) -> PointBatch:
     out = PointBatch()
     for i, (name, mtype, tags, ts, value) in enumerate(points):
-        out.index.append(i)
-        out.names.append(name)
-        out.types.append(mtype)
-        out.tags.append(tuple(sorted(tags.items())))
-        out.timestamps.append(ts)
-        out.values.append(value)
+        out.add(i, name, mtype, tuple(sorted(tags.items())), ts, value)
     return out
 
 

@@ -44,12 +44,8 @@ def points(
 ) -> PointBatch:
     out = PointBatch()
     for i in range(n):
-        out.index.append(i)
-        out.names.append(name)
-        out.types.append(mtype)
-        out.tags.append(tuple(sorted((tags or {"host": f"h{i % 3}"}).items())))
-        out.timestamps.append(now - (i % 50))
-        out.values.append(float(i % 10))
+        series_tags = tuple(sorted((tags or {"host": f"h{i % 3}"}).items()))
+        out.add(i, name, mtype, series_tags, now - (i % 50), float(i % 10))
     return out
 
 

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from rtanalytics.adapters.memory import metric_store
 from rtanalytics.adapters.memory.metric_store import MemoryMetricStore
-from rtanalytics.core.metrics import MetricInfo, MetricType, PointBatch
+from rtanalytics.core.metrics import KIND_OF_TYPE, MetricInfo, MetricType, PointBatch
 from rtanalytics.core.sketches import cell_sketch
 from rtanalytics.core.windows import Tier
 
@@ -34,12 +34,14 @@ def as_batch(points: list[tuple[int, str, float, float]]) -> PointBatch:
     batch = PointBatch()
     for i, (t, tag, offset, value) in enumerate(points):
         mtype = TYPES[t]
-        batch.index.append(i)
-        batch.names.append(f"m{t}")
-        batch.types.append(mtype)
-        batch.tags.append((("k", tag),))
-        batch.timestamps.append(NOW + offset)
-        batch.values.append(str(int(value)) if mtype is MetricType.UNIQUE else value)
+        batch.add(
+            i,
+            f"m{t}",
+            mtype,
+            (("k", tag),),
+            NOW + offset,
+            str(int(value)) if mtype is MetricType.UNIQUE else value,
+        )
     return batch
 
 
@@ -104,3 +106,29 @@ def test_gather_equals_the_elementwise_gather(length: int, start: int, rows: lis
         )
     picked = np.array(rows)
     assert np.array_equal(_gather(ring, picked, cols), ring[np.ix_(picked, cols)])
+
+
+@given(st.lists(st.floats(min_value=-1e6, max_value=1e6), min_size=30, max_size=120), st.integers(1, 4))
+def test_kernel_grows_small_cells_into_sketches_as_the_numpy_path_does(values: list, batches: int) -> None:
+    """Past SMALL_CELL values a cell becomes a sketch; the C kernel then counts bins in place."""
+    stores = [MemoryMetricStore(TIERS, native=True), MemoryMetricStore(TIERS, native=False)]
+
+    async def run() -> None:
+        for store in stores:
+            await store.claim("t", [MetricInfo("p", MetricType.PERCENTILE)])
+            for k in range(batches):
+                batch = PointBatch()
+                for i, v in enumerate(values):
+                    batch.add(i, "p", MetricType.PERCENTILE, (("k", "a"),), NOW + k * 0.01, v)
+                await store.write("t", batch, NOW + 1, 1_000)
+
+    asyncio.run(run())
+    native, reference = (s._tenants["t"].tables[KIND_OF_TYPE[MetricType.PERCENTILE]] for s in stores)
+    for ring, ring_ref in zip(native.rings, reference.rings):
+        cells = [c for c in ring.sketches.ravel() if c is not None]
+        cells_ref = [c for c in ring_ref.sketches.ravel() if c is not None]
+        assert len(cells) == len(cells_ref) == 1
+        assert type(cells[0]) is type(cells_ref[0])
+        assert cell_sketch(cells[0], False) == cell_sketch(cells_ref[0], False)
+    assert np.array_equal(native.totals, reference.totals)
+    assert np.array_equal(native.last_write, reference.last_write)

@@ -50,7 +50,16 @@ point = st.fixed_dictionaries(
 
 def canonical(batch: metrics.PointBatch, rejected: list) -> tuple:
     rows = sorted(
-        zip(batch.index, batch.names, batch.types, batch.tags, batch.timestamps, batch.values, strict=True)
+        zip(
+            batch.index,
+            batch.names,
+            batch.types,
+            batch.tags,
+            batch.series,
+            batch.timestamps,
+            batch.values,
+            strict=True,
+        )
     )
     return rows, batch.windows, sorted((r.index, r.problems) for r in rejected)
 
@@ -73,3 +82,16 @@ def test_huge_integers_are_refused_not_crashed() -> None:
     assert len(batch) == 0 and rejected[0].problems[0].field == "metrics[0].value"
     batch, rejected = parse_points([{"name": "a", "type": "sum", "value": 1, "timestamp": 10**400}], NOW)
     assert len(batch) == 0 and rejected[0].problems[0].field == "metrics[0].timestamp"
+
+
+def test_an_unhashable_tag_value_is_a_rejection_not_a_crash() -> None:
+    points = [{"name": "a", "type": "count", "value": 1, "tags": {"k": [1]}}]
+    parse_points([{"name": "a", "type": "count", "value": 1}], NOW)  # `a` is now a known name
+    batch, rejected = parse_points(points, NOW)
+    assert len(batch) == 0 and rejected[0].problems[0].field == "metrics[0].tags.k"
+
+
+def test_series_keys_tell_apart_tag_values_that_hold_separators() -> None:
+    one = metrics.series_key("m", (("a", "1\x1fb=1:2"),))
+    two = metrics.series_key("m", (("a", "1"), ("b", "2")))
+    assert one != two

@@ -1,21 +1,33 @@
 /*
- * The memory store's write kernel: folds a batch of numeric points into the bucket rings of
- * every tier in one pass. The numpy code in rings.py does the same with a dozen array calls per
- * tier; this loop is what makes a 1,000-point batch cost microseconds rather than a millisecond.
- * tests/unit/test_memory_kernel.py requires both to leave identical arrays.
+ * The memory store's write kernel: folds a batch of points of one state kind into the bucket
+ * rings of every tier, the per-series totals and the quantile cells, in one pass. The numpy code
+ * in rings.py does the same with a dozen array calls per tier; this loop is what makes a
+ * 1,000-point batch cost microseconds rather than a millisecond.
+ * tests/unit/test_memory_kernel.py requires both to leave identical arrays and cells.
  *
- * fold(rows, ts, values, tiers) -> list[(tier_index, column)] of columns it reset
+ * fold(rows, ts, values, tiers, last_write, totals, bins) -> list[(tier_index, column)] of the
+ *                                                            columns it reset
  *   rows: int64[n], ts: float64[n], values: float64[n]   (contiguous buffers)
- *   tiers: sequence of (res, oldest, starts, data, offsets, cells)
+ *   tiers: sequence of (res, oldest, starts, data, offsets, cells, sketches)
  *     res, oldest: int; starts: int64[columns]; data: float64[capacity, columns, width], the
  *     fields of a bucket side by side; offsets: the positions of (count, sum, min, max, last,
  *     last_ts) in a bucket, -1 for a field the kind does not keep; cells: int64[n] (out: the
- *     row * columns + column of each point, -1 when the tier does not take it) or None.
+ *     row * columns + column of each point, -1 when the tier does not take it) or None;
+ *     sketches: object[capacity, columns] (the cells of sketch kinds; a reset column is set to
+ *     None here) or None.
+ *   last_write: float64[capacity] or None (max of ts per row); totals: float64[capacity, 2] or
+ *     None (count and sum per row, every point of the batch).
+ *   bins: None, or (keys int64[n], signs int64[n], small_cell, promote, sketch_type): add each
+ *     value to its quantile cell in `sketches` like core/sketches.py's add_to_cells -- None ->
+ *     [value]; a list -> append, and past small_cell values promote(list) replaces it; a
+ *     sketch_type instance -> count += 1 and its bin (key, sign: +1 positive, -1 negative,
+ *     0 zero) += 1.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <math.h>
 #include <stdint.h>
+#include <string.h>
 
 typedef struct {
     Py_buffer view;
@@ -47,63 +59,216 @@ release(Buf *bufs, int n)
 }
 
 #define NFIELDS 6 /* count, sum, min, max, last, last_ts */
+#define PREFETCH_AHEAD 8
 
+
+static PyObject *s_count, *s_zero, *s_positive, *s_negative;
+
+/* attr += 1 on an object whose attr is an int. */
+static int
+incr_attr(PyObject *obj, PyObject *attr)
+{
+    PyObject *held = PyObject_GetAttr(obj, attr);
+    if (held == NULL)
+        return -1;
+    long long n = PyLong_AsLongLong(held);
+    Py_DECREF(held);
+    if (n == -1 && PyErr_Occurred())
+        return -1;
+    PyObject *o_n = PyLong_FromLongLong(n + 1);
+    if (o_n == NULL)
+        return -1;
+    int bad = PyObject_SetAttr(obj, attr, o_n);
+    Py_DECREF(o_n);
+    return bad;
+}
+
+/* One more value in a quantile sketch: count += 1, and its bin (or the zero count) += 1. */
+static int
+sketch_add(PyObject *sketch, int64_t key, int64_t sign)
+{
+    if (incr_attr(sketch, s_count) < 0)
+        return -1;
+    if (sign == 0)
+        return incr_attr(sketch, s_zero);
+    PyObject *bins = PyObject_GetAttr(sketch, sign > 0 ? s_positive : s_negative);
+    PyObject *o_key = bins == NULL ? NULL : PyLong_FromLongLong(key);
+    PyObject *o_n = NULL;
+    int bad = -1;
+    if (o_key != NULL) {
+        PyObject *held = PyDict_GetItemWithError(bins, o_key);
+        long long n = held == NULL ? 0 : PyLong_AsLongLong(held);
+        if (!PyErr_Occurred() && (o_n = PyLong_FromLongLong(n + 1)) != NULL)
+            bad = PyDict_SetItem(bins, o_key, o_n);
+    }
+    Py_XDECREF(o_n);
+    Py_XDECREF(o_key);
+    Py_XDECREF(bins);
+    return bad;
+}
+
+typedef struct {
+    const int64_t *keys, *signs;
+    Py_ssize_t small_cell;
+    PyObject *promote, *sketch_type;
+} Bins;
+
+/* Add values[i] to the quantile cell *slot (a reference the object array owns). */
+static int
+cell_add(PyObject **slot, double value, Py_ssize_t i, const Bins *bins)
+{
+    PyObject *cell = *slot;
+    if (cell == Py_None || cell == NULL) {
+        PyObject *list = PyList_New(1);
+        PyObject *v = PyFloat_FromDouble(value);
+        if (list == NULL || v == NULL) {
+            Py_XDECREF(list);
+            Py_XDECREF(v);
+            return -1;
+        }
+        PyList_SET_ITEM(list, 0, v);
+        *slot = list;
+        Py_XDECREF(cell);
+        return 0;
+    }
+    if (PyList_CheckExact(cell)) {
+        PyObject *v = PyFloat_FromDouble(value);
+        if (v == NULL)
+            return -1;
+        int bad = PyList_Append(cell, v);
+        Py_DECREF(v);
+        if (bad)
+            return -1;
+        if (PyList_GET_SIZE(cell) > bins->small_cell) {
+            PyObject *sketch = PyObject_CallOneArg(bins->promote, cell);
+            if (sketch == NULL)
+                return -1;
+            *slot = sketch;
+            Py_DECREF(cell);
+        }
+        return 0;
+    }
+    if (Py_TYPE(cell) != (PyTypeObject *)bins->sketch_type) {
+        PyErr_Format(PyExc_TypeError, "a quantile cell holds a %s", Py_TYPE(cell)->tp_name);
+        return -1;
+    }
+    return sketch_add(cell, bins->keys[i], bins->signs[i]);
+}
 
 static PyObject *
 fold(PyObject *self, PyObject *args)
 {
-    PyObject *o_rows, *o_ts, *o_values, *tiers;
-    if (!PyArg_ParseTuple(args, "OOOO", &o_rows, &o_ts, &o_values, &tiers))
+    PyObject *o_rows, *o_ts, *o_values, *tiers, *o_last = Py_None, *o_totals = Py_None, *o_bins = Py_None;
+    if (!PyArg_ParseTuple(args, "OOOO|OOO", &o_rows, &o_ts, &o_values, &tiers, &o_last, &o_totals, &o_bins))
         return NULL;
-    Buf in[3] = {{0}};
+    /* in: rows, ts, values, last_write, totals, keys, signs */
+    Buf in[7];
+    memset(in, 0, sizeof in);
     PyObject *reset = NULL, *seq = NULL;
+    Bins bins = {0};
     if (get_buf(o_rows, &in[0], 8, "rows") < 0 || get_buf(o_ts, &in[1], 8, "ts") < 0 ||
-        get_buf(o_values, &in[2], 8, "values") < 0)
+        get_buf(o_values, &in[2], 8, "values") < 0 || get_buf(o_last, &in[3], 8, "last_write") < 0 ||
+        get_buf(o_totals, &in[4], 8, "totals") < 0)
         goto done_in;
     Py_ssize_t n = in[0].view.len / 8;
     if (in[1].view.len / 8 != n || in[2].view.len / 8 != n) {
         PyErr_SetString(PyExc_ValueError, "rows, ts and values differ in length");
         goto done_in;
     }
+    if (o_bins != Py_None) {
+        PyObject *o_keys, *o_signs;
+        if (!PyArg_ParseTuple(o_bins, "OOnOO", &o_keys, &o_signs, &bins.small_cell, &bins.promote, &bins.sketch_type))
+            goto done_in;
+        if (get_buf(o_keys, &in[5], 8, "keys") < 0 || get_buf(o_signs, &in[6], 8, "signs") < 0)
+            goto done_in;
+        if (in[5].view.len / 8 != n || in[6].view.len / 8 != n || !PyType_Check(bins.sketch_type)) {
+            PyErr_SetString(PyExc_ValueError, "bins: keys and signs of every point, and a sketch type");
+            goto done_in;
+        }
+        bins.keys = in[5].view.buf;
+        bins.signs = in[6].view.buf;
+    }
     const int64_t *rows = in[0].view.buf;
     const double *ts = in[1].view.buf, *values = in[2].view.buf;
+    double *last_write = in[3].held ? in[3].view.buf : NULL;
+    double *totals = in[4].held ? in[4].view.buf : NULL;
+    Py_ssize_t rows_held = PY_SSIZE_T_MAX;
+    if (last_write)
+        rows_held = in[3].view.len / 8;
+    if (totals && in[4].view.len / 16 < rows_held)
+        rows_held = in[4].view.len / 16;
     seq = PySequence_Fast(tiers, "tiers must be a sequence");
     if (seq == NULL)
         goto done_in;
     reset = PyList_New(0);
     if (reset == NULL)
         goto done_in;
+    if (last_write || totals) {
+        for (Py_ssize_t i = 0; i < n; i++) {
+            int64_t r = rows[i];
+            if (r < 0 || r >= rows_held)
+                continue;
+            if (last_write && ts[i] > last_write[r])
+                last_write[r] = ts[i];
+            if (totals) {
+                totals[2 * r] += 1.0;
+                totals[2 * r + 1] += values[i];
+            }
+        }
+    }
     Py_ssize_t ntiers = PySequence_Fast_GET_SIZE(seq);
     for (Py_ssize_t t = 0; t < ntiers; t++) {
         PyObject *tier = PySequence_Fast_GET_ITEM(seq, t);
         long long res, oldest;
         int off[NFIELDS];
-        PyObject *o_starts, *o_data, *o_cells;
-        if (!PyArg_ParseTuple(tier, "LLOO(iiiiii)O", &res, &oldest, &o_starts, &o_data, &off[0], &off[1],
-                              &off[2], &off[3], &off[4], &off[5], &o_cells))
+        PyObject *o_starts, *o_data, *o_cells, *o_sketches = Py_None;
+        if (!PyArg_ParseTuple(tier, "LLOO(iiiiii)O|O", &res, &oldest, &o_starts, &o_data, &off[0], &off[1],
+                              &off[2], &off[3], &off[4], &off[5], &o_cells, &o_sketches))
             goto fail;
-        Buf b[3] = {{0}};
+        Buf b[4];
+        memset(b, 0, sizeof b);
         if (get_buf(o_starts, &b[0], 8, "starts") < 0 || get_buf(o_cells, &b[1], 8, "cells") < 0 ||
-            get_buf(o_data, &b[2], 8, "data") < 0) {
-            release(b, 3);
+            get_buf(o_data, &b[2], 8, "data") < 0 || get_buf(o_sketches, &b[3], sizeof(PyObject *), "sketches") < 0) {
+            release(b, 4);
             goto fail;
         }
         if (!b[0].held || !b[2].held || res <= 0 || off[0] < 0 || b[2].view.ndim != 3) {
             PyErr_SetString(PyExc_ValueError, "a tier needs res > 0, starts, 3-d data and a count");
-            release(b, 3);
+            release(b, 4);
             goto fail;
         }
         int64_t *starts = b[0].view.buf;
         int64_t *cells = b[1].held ? b[1].view.buf : NULL;
         double *data = b[2].view.buf;
         Py_ssize_t capacity = b[2].view.shape[0], columns = b[2].view.shape[1], width = b[2].view.shape[2];
+        PyObject **sketches = NULL;
+        if (b[3].held) {
+            if (b[3].view.ndim != 2 || b[3].view.shape[0] != capacity || b[3].view.shape[1] != columns ||
+                strcmp(b[3].view.format, "O") != 0) {
+                PyErr_SetString(PyExc_ValueError, "sketches must be an object array shaped like data's cells");
+                release(b, 4);
+                goto fail;
+            }
+            sketches = b[3].view.buf;
+        }
         if (b[0].view.len / 8 != columns) {
             PyErr_SetString(PyExc_ValueError, "starts and data disagree on the number of columns");
-            release(b, 3);
+            release(b, 4);
             goto fail;
         }
         static const double empty[NFIELDS] = {0.0, 0.0, INFINITY, -INFINITY, -INFINITY, -INFINITY};
         for (Py_ssize_t i = 0; i < n; i++) {
+            if (i + PREFETCH_AHEAD < n) {
+                /* The rings are far larger than the CPU caches and points land at random rows:
+                   ask for a later point's bucket now, so the misses overlap. */
+                Py_ssize_t j = i + PREFETCH_AHEAD;
+                int64_t ahead = ((int64_t)floor(ts[j] / (double)res) % columns + columns) % columns;
+                if (rows[j] >= 0 && rows[j] < capacity) {
+                    __builtin_prefetch(data + (rows[j] * columns + ahead) * width, 1);
+                    if (sketches)
+                        __builtin_prefetch(sketches + rows[j] * columns + ahead, 0);
+                }
+            }
             int64_t bucket = (int64_t)floor(ts[i] / (double)res) * res;
             if (cells)
                 cells[i] = -1;
@@ -115,15 +280,24 @@ fold(PyObject *self, PyObject *args)
             if (starts[col] != bucket) {
                 if (starts[col] > bucket)
                     continue; /* the column already holds a newer bucket */
-                for (Py_ssize_t r = 0; r < capacity; r++)
+                for (Py_ssize_t r = 0; r < capacity; r++) {
                     for (int f = 0; f < NFIELDS; f++)
                         if (off[f] >= 0)
                             data[(r * columns + col) * width + off[f]] = empty[f];
+                    if (sketches) {
+                        PyObject *old = sketches[r * columns + col];
+                        if (old != Py_None) {
+                            Py_INCREF(Py_None);
+                            sketches[r * columns + col] = Py_None;
+                            Py_XDECREF(old);
+                        }
+                    }
+                }
                 starts[col] = bucket;
                 PyObject *pair = Py_BuildValue("(nL)", t, (long long)col);
                 if (pair == NULL || PyList_Append(reset, pair) < 0) {
                     Py_XDECREF(pair);
-                    release(b, 3);
+                    release(b, 4);
                     goto fail;
                 }
                 Py_DECREF(pair);
@@ -144,48 +318,47 @@ fold(PyObject *self, PyObject *args)
             }
             if (cells)
                 cells[i] = cell;
+            if (sketches && bins.keys && cell_add(&sketches[cell], v, i, &bins) < 0) {
+                release(b, 4);
+                goto fail;
+            }
         }
-        release(b, 3);
+        release(b, 4);
     }
     Py_DECREF(seq);
-    release(in, 3);
+    release(in, 7);
     return reset;
 fail:
     Py_XDECREF(reset);
     reset = NULL;
 done_in:
     Py_XDECREF(seq);
-    release(in, 3);
+    release(in, 7);
     return reset;
 }
 
 static PyObject *
 lookup(PyObject *self, PyObject *args)
 {
-    /* lookup(index, names, tags, out) fills out[i] = index.get((names[i], tags[i]), -1); returns
-       whether any was missing. out: int64[n]. */
-    PyObject *index, *names, *tags, *o_out;
-    if (!PyArg_ParseTuple(args, "O!O!O!O", &PyDict_Type, &index, &PyList_Type, &names, &PyList_Type, &tags, &o_out))
+    /* lookup(index, keys, out) fills out[i] = index.get(keys[i], -1); returns whether any was
+       missing. keys: list of series keys (str); out: int64[n]. */
+    PyObject *index, *keys, *o_out;
+    if (!PyArg_ParseTuple(args, "O!O!O", &PyDict_Type, &index, &PyList_Type, &keys, &o_out))
         return NULL;
-    Buf out = {0};
+    Buf out;
+    memset(&out, 0, sizeof out);
     if (get_buf(o_out, &out, 8, "out") < 0)
         return NULL;
-    Py_ssize_t n = PyList_GET_SIZE(names);
-    if (PyList_GET_SIZE(tags) != n || out.view.len / 8 != n) {
+    Py_ssize_t n = PyList_GET_SIZE(keys);
+    if (out.view.len / 8 != n) {
         release(&out, 1);
-        PyErr_SetString(PyExc_ValueError, "names, tags and out differ in length");
+        PyErr_SetString(PyExc_ValueError, "keys and out differ in length");
         return NULL;
     }
     int64_t *codes = out.view.buf;
     int missing = 0;
     for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *key = PyTuple_Pack(2, PyList_GET_ITEM(names, i), PyList_GET_ITEM(tags, i));
-        if (key == NULL) {
-            release(&out, 1);
-            return NULL;
-        }
-        PyObject *code = PyDict_GetItemWithError(index, key);
-        Py_DECREF(key);
+        PyObject *code = PyDict_GetItemWithError(index, PyList_GET_ITEM(keys, i));
         if (code == NULL) {
             if (PyErr_Occurred()) {
                 release(&out, 1);
@@ -203,7 +376,7 @@ lookup(PyObject *self, PyObject *args)
 
 static PyMethodDef methods[] = {
     {"fold", fold, METH_VARARGS, "Fold numeric points into the bucket rings of every tier."},
-    {"lookup", lookup, METH_VARARGS, "Series codes of (name, tags) pairs; -1 where unknown."},
+    {"lookup", lookup, METH_VARARGS, "Series codes of series keys; -1 where unknown."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -212,5 +385,11 @@ static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_kernel", NULL, -1, 
 PyMODINIT_FUNC
 PyInit__kernel(void)
 {
+    s_count = PyUnicode_InternFromString("count");
+    s_zero = PyUnicode_InternFromString("zero");
+    s_positive = PyUnicode_InternFromString("positive");
+    s_negative = PyUnicode_InternFromString("negative");
+    if (!s_count || !s_zero || !s_positive || !s_negative)
+        return NULL;
     return PyModule_Create(&module);
 }

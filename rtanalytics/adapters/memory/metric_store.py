@@ -11,9 +11,17 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from rtanalytics.core.metrics import KIND_OF_TYPE, MetricInfo, PointBatch, StateKind, Tags
+from rtanalytics.core.metrics import KIND_OF_TYPE, MetricInfo, PointBatch, StateKind, Tags, series_key
 from rtanalytics.core.planner import Plan
-from rtanalytics.core.sketches import add_identities_to_cells, add_to_cells, cell_sketch, merge_cell
+from rtanalytics.core.sketches import (
+    SMALL_CELL,
+    QuantileSketch,
+    add_identities_to_cells,
+    bin_keys,
+    cell_sketch,
+    merge_cell,
+    quantile_cell_sketch,
+)
 from rtanalytics.core.states import Partials
 from rtanalytics.core.windows import Tier, default_tiers
 from rtanalytics.ports.metric_store import SeriesSet, StoreStats
@@ -93,8 +101,9 @@ class _Tenant:
     def __init__(self) -> None:
         self.infos: dict[str, MetricInfo] = {}
         self.tables: dict[StateKind, _Table] = {}
-        # (name, tags) -> row << _KIND_BITS | kind code: one dict lookup per point on the hot path
-        self.codes: dict[tuple[str, Tags], int] = {}
+        # series key -> row << _KIND_BITS | kind code: one dict lookup per point on the hot path,
+        # on a string whose hash is cached (the parser hands the same key objects each time)
+        self.codes: dict[str, int] = {}
 
     def series_count(self) -> int:
         return sum(len(t.rows) for t in self.tables.values())
@@ -145,13 +154,13 @@ class MemoryMetricStore:
         refused: list[tuple[int, str]] = []
         if _kernel is not None and self.native:
             code = np.empty(len(batch), dtype=np.int64)
-            if _kernel.lookup(state.codes, batch.names, batch.tags, code):
+            if _kernel.lookup(state.codes, batch.series, code):
                 codes = code.tolist()
                 refused = self._admit(state, batch, codes, max_series)
                 code = np.array(codes, dtype=np.int64)
         else:
             get = state.codes.get
-            codes = [get(key, -1) for key in zip(batch.names, batch.tags)]
+            codes = [get(key, -1) for key in batch.series]
             if -1 in codes:
                 refused = self._admit(state, batch, codes, max_series)
             code = np.array(codes, dtype=np.int64)
@@ -177,15 +186,15 @@ class MemoryMetricStore:
             else:
                 pick = np.flatnonzero(kinds == kind_code)
                 rows, ts, numeric = rows_all[pick], ts_all[pick], numeric_all[pick]
-            np.maximum.at(table.last_write, rows, ts)
-            np.add.at(table.totals[:, 0], rows, 1.0)
-            np.add.at(table.totals[:, 1], rows, numeric)
             identities: list[str] | None = None
             if kind is StateKind.DISTINCT:
                 identities = batch.values if pick is None else [batch.values[i] for i in pick.tolist()]
             if _kernel is not None and self.native:
-                _fold_native(table.rings, rows, ts, numeric, identities, now)
+                _fold_native(table, rows, ts, numeric, identities, now)
             else:
+                np.maximum.at(table.last_write, rows, ts)
+                np.add.at(table.totals[:, 0], rows, 1.0)
+                np.add.at(table.totals[:, 1], rows, numeric)
                 _fold_numpy(table.rings, rows, ts, numeric, identities, now)
         return refused
 
@@ -198,7 +207,7 @@ class MemoryMetricStore:
         for i, code in enumerate(codes):
             if code != -1:
                 continue
-            key = (batch.names[i], batch.tags[i])
+            key = batch.series[i]
             known = state.codes.get(key)
             if known is not None:  # the same new series earlier in this batch
                 codes[i] = known
@@ -218,7 +227,7 @@ class MemoryMetricStore:
                     (i, f"the memory store's budget of {budget} MiB is full; raise RTA_MEMORY_BUDGET_MB")
                 )
                 continue
-            row = table.new_row(key)
+            row = table.new_row((batch.names[i], batch.tags[i]))
             codes[i] = state.codes[key] = (row << _KIND_BITS) | _KIND_CODE[kind]
             total += 1
         return refused
@@ -334,9 +343,9 @@ class MemoryMetricStore:
                     continue
                 stale = np.flatnonzero(used & (table.last_write[: len(used)] < horizon))
                 for row in stale.tolist():
-                    key = table.keys[row]
+                    name, tags = table.keys[row]  # type: ignore[misc]
                     table.drop_row(row)
-                    del state.codes[key]  # type: ignore[arg-type]
+                    del state.codes[series_key(name, tags)]
                 dropped += len(stale)
         return dropped
 
@@ -386,35 +395,38 @@ def _fold_numpy(
 
 
 def _fold_native(
-    rings: Sequence[Ring],
+    table: _Table,
     rows: np.ndarray,
     ts: np.ndarray,
     numeric: np.ndarray,
     ids: list[str] | None,
     now: float,
 ) -> None:
-    """The same with the C kernel: one pass over the batch for every tier, then the sketches."""
-    cells = [np.empty(len(rows), dtype=np.int64) if ring.sketches is not None else None for ring in rings]
+    """The same with the C kernel: one pass over the batch for every tier, the totals and the
+    quantile cells; only `unique` identities are added to their cells here."""
+    rings = table.rings
+    cells = [np.empty(len(rows), dtype=np.int64) if ids is not None else None for _ in rings]
     tiers = [
-        (ring.res, ring.tier.oldest(now), ring.starts, ring.data, ring.offsets(), cell)
+        (ring.res, ring.tier.oldest(now), ring.starts, ring.data, ring.field_offsets, cell, ring.sketches)
         for ring, cell in zip(rings, cells)
     ]
-    reset = _kernel.fold(
-        np.ascontiguousarray(rows), np.ascontiguousarray(ts), np.ascontiguousarray(numeric), tiers
+    bins = None
+    if ids is None and table.rings[0].sketches is not None:
+        keys, signs = bin_keys(numeric)
+        bins = (keys, signs, SMALL_CELL, quantile_cell_sketch, QuantileSketch)
+    _kernel.fold(
+        np.ascontiguousarray(rows),
+        np.ascontiguousarray(ts),
+        np.ascontiguousarray(numeric),
+        tiers,
+        table.last_write,
+        table.totals,
+        bins,
     )
-    for tier, column in reset:
-        sketches = rings[tier].sketches
-        if sketches is not None:
-            sketches[:, column] = None
-    for ring, cell in zip(rings, cells):
-        if ring.sketches is None or cell is None:
-            continue
-        taken = cell >= 0
-        flat = ring.sketches.reshape(-1)
-        if ids is None:
-            add_to_cells(flat, cell[taken], numeric[taken])
-        else:
-            add_identities_to_cells(flat, cell.tolist(), ids)
+    if ids is not None:
+        for ring, cell in zip(rings, cells):
+            assert ring.sketches is not None and cell is not None
+            add_identities_to_cells(ring.sketches.reshape(-1), cell.tolist(), ids)
 
 
 def _gather(data: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:

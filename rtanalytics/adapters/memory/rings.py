@@ -27,13 +27,14 @@ class Ring:
     `arrays` holds a strided view of each field for reads.
     """
 
-    __slots__ = ("arrays", "columns", "data", "fields", "res", "sketches", "starts", "tier")
+    __slots__ = ("arrays", "columns", "data", "field_offsets", "fields", "res", "sketches", "starts", "tier")
 
     def __init__(self, tier: Tier, kind: StateKind, capacity: int) -> None:
         self.tier = tier
         self.res = tier.resolution_s
         self.columns = tier.columns()
         self.fields = FIELDS[kind]
+        self.field_offsets = self.offsets()
         self.starts = np.full(self.columns, _NO_BUCKET, dtype=np.int64)
         self.data = self._empty(capacity)
         self.arrays: dict[str, np.ndarray] = {}
