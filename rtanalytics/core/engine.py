@@ -12,10 +12,12 @@ from typing import Any
 
 import attrs
 import numpy as np
+import orjson
 
 from rtanalytics.core.durations import format_duration
 from rtanalytics.core.errors import (
     NotFoundError,
+    PayloadTooLargeError,
     Problem,
     QueryTooLargeError,
     ValidationError,
@@ -27,6 +29,7 @@ from rtanalytics.core.metrics import (
     MetricType,
     PointBatch,
     Rejection,
+    parse_json_points,
     parse_points,
 )
 from rtanalytics.core.planner import Plan, plan_range, plan_trailing, range_buckets
@@ -110,9 +113,48 @@ class AnalyticsEngine:
             )
         now = self.clock.now()
         raw = points if isinstance(points, list) else list(points)
-        infos = self._infos.setdefault(tenant, {})
         known = self._types.setdefault(tenant, {})
         batch, rejected = parse_points(raw, now, known_types=known, oldest=self.tiers[-1].oldest(now))
+        return await self._accept(tenant, batch, rejected, now)
+
+    async def ingest_json(self, body: bytes, tenant: str = "default") -> IngestResult:
+        """`ingest` of a request body `{"metrics": [...]}` as JSON bytes, the seed's format.
+
+        Most bodies are read straight from their bytes (parse_json_points); any other goes
+        through orjson and `ingest`, which give the same answer and say what is wrong.
+        """
+        now = self.clock.now()
+        known = self._types.setdefault(tenant, {})
+        limit = self.limits.max_points_per_request
+        parsed = parse_json_points(
+            body, now, known_types=known, oldest=self.tiers[-1].oldest(now), max_points=limit
+        )
+        if parsed is None:
+            try:
+                decoded = orjson.loads(body)
+            except orjson.JSONDecodeError as exc:
+                raise ValidationError.of([Problem("body", f"is not valid JSON: {exc}")]) from None
+            points = decoded.get("metrics") if isinstance(decoded, dict) else None
+            if not isinstance(points, list) or not points:
+                raise ValidationError.of(
+                    [Problem("metrics", "is required: a non-empty list of metric points")]
+                )
+            if len(points) > limit:
+                raise PayloadTooLargeError(f"metrics: {len(points)} points in one request, at most {limit}")
+            return await self.ingest(points, tenant)
+        count, batch, rejected = parsed
+        if not count:
+            raise ValidationError.of([Problem("metrics", "is required: a non-empty list of metric points")])
+        if count > limit:
+            raise PayloadTooLargeError(f"metrics: {count} points in one request, at most {limit}")
+        return await self._accept(tenant, batch, rejected, now)
+
+    async def _accept(
+        self, tenant: str, batch: PointBatch, rejected: list[Rejection], now: float
+    ) -> IngestResult:
+        """Register and store a parsed batch; tell listeners what changed."""
+        infos = self._infos.setdefault(tenant, {})
+        known = self._types.setdefault(tenant, {})
         if len(batch):
             batch, more = await self._register(tenant, batch, infos, known)
             rejected.extend(more)

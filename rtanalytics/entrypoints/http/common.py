@@ -21,15 +21,21 @@ def tenant_of(request: Request) -> str:
     return resolve_tenant(request, services(request).config.api_keys)
 
 
-def json_body(request: Request) -> Any:
-    """The request body parsed as JSON, or a 400 that says why not."""
+def raw_body(request: Request) -> bytes:
+    """The request body, or a 400/413 when it is empty or over the limit."""
     if not request.body:
         raise ValidationError.of([Problem("body", "is empty; send a JSON object")])
     limit = services(request).config.max_request_bytes
     if len(request.body) > limit:  # the server enforces this too, but not under every ASGI host
         raise PayloadTooLargeError(f"request body is over the limit of {limit} bytes")
+    return request.body
+
+
+def json_body(request: Request) -> Any:
+    """The request body parsed as JSON, or a 400 that says why not."""
+    body = raw_body(request)
     try:
-        return orjson.loads(request.body)
+        return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise ValidationError.of([Problem("body", f"is not valid JSON: {exc}")]) from None
 

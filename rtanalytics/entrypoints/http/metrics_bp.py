@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from sanic import Blueprint, HTTPResponse, Request
 
-from rtanalytics.core.errors import PayloadTooLargeError, Problem, ValidationError
-from rtanalytics.entrypoints.http.common import json_body, json_response, services, tenant_of
+from rtanalytics.core.errors import Problem, ValidationError
+from rtanalytics.entrypoints.http.common import json_response, raw_body, services, tenant_of
 
 bp = Blueprint("metrics", url_prefix="/api/v1/metrics")
 
@@ -17,14 +17,8 @@ async def ingest(request: Request) -> HTTPResponse:
     """Accept the valid points of a batch: 202 when any is accepted, 400 when none is."""
     app = services(request)
     tenant = tenant_of(request)
-    body = json_body(request)
-    points = body.get("metrics") if isinstance(body, dict) else None
-    if not isinstance(points, list) or not points:
-        raise ValidationError.of([Problem("metrics", "is required: a non-empty list of metric points")])
-    limit = app.config.max_points_per_request
-    if len(points) > limit:
-        raise PayloadTooLargeError(f"metrics: {len(points)} points in one request, at most {limit}")
-    result = await app.engine.ingest(points, tenant)
+    body = raw_body(request)
+    result = await app.engine.ingest_json(body, tenant)
     return json_response(result, status=202 if result.accepted else 400)
 
 
