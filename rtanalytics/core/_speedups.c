@@ -189,39 +189,44 @@ fail:
  * caller then decodes the whole body with orjson, which says what is wrong.
  *
  * Series already seen valid are found in `table` (a capsule from series_table()) by the raw
- * bytes of name and tags as sent; a miss builds the strings once and asks series_cache (the
+ * bytes of the name and of the tags object as sent (the same series sent with other spacing or
+ * tag order is another record for the same series); a miss builds the strings once and asks series_cache (the
  * Python parser's (name, k1, v1, ...) -> (tags, key) dict) before remembering them here.
  */
 
+/* A series as sent: the bytes of its name and of its tags object, text as it came. */
 typedef struct {
-    uint64_t hash;
-    char *ident;
-    Py_ssize_t len;
     PyObject *name, *tags, *key;
-} Entry;
+    Py_ssize_t name_len, tags_len;
+    char bytes[];
+} Record;
 
 typedef struct {
-    Entry *slots;
+    uint64_t hash;
+    Record *rec;
+} Slot;
+
+typedef struct {
+    Slot *slots;
     Py_ssize_t cap, used;
 } Table;
 
 #define TABLE_LIMIT 200000
-#define MAX_IDENT 65536
 #define MAX_NESTING 1100 /* past orjson's own limit of 1024: deeper is invalid either way */
 
 static void
 table_clear(Table *t)
 {
     for (Py_ssize_t i = 0; i < t->cap; i++) {
-        Entry *e = &t->slots[i];
-        if (e->ident) {
-            PyMem_Free(e->ident);
-            Py_DECREF(e->name);
-            Py_DECREF(e->tags);
-            Py_DECREF(e->key);
+        Record *r = t->slots[i].rec;
+        if (r) {
+            Py_DECREF(r->name);
+            Py_DECREF(r->tags);
+            Py_DECREF(r->key);
+            PyMem_Free(r);
         }
     }
-    memset(t->slots, 0, sizeof(Entry) * t->cap);
+    memset(t->slots, 0, sizeof(Slot) * t->cap);
     t->used = 0;
 }
 
@@ -243,14 +248,16 @@ series_table(PyObject *self, PyObject *unused)
     if (t == NULL)
         return PyErr_NoMemory();
     t->cap = 1024;
-    t->slots = PyMem_Calloc(t->cap, sizeof(Entry));
+    t->slots = PyMem_Calloc(t->cap, sizeof(Slot));
     if (t->slots == NULL) {
         PyMem_Free(t);
         return PyErr_NoMemory();
     }
     PyObject *capsule = PyCapsule_New(t, "rtanalytics.series_table", table_free);
-    if (capsule == NULL)
-        table_free(NULL);
+    if (capsule == NULL) {
+        PyMem_Free(t->slots);
+        PyMem_Free(t);
+    }
     return capsule;
 }
 
@@ -263,12 +270,12 @@ series_table_size(PyObject *self, PyObject *capsule)
     return PyLong_FromSsize_t(t->used);
 }
 
-/* A hash of the identity bytes, eight at a time (multiply-xorshift; not cryptographic: a
-   collision only costs a memcmp). */
-static uint64_t
-ident_hash(const char *s, Py_ssize_t n)
+/* A hash of some bytes, eight at a time (multiply-xorshift; not cryptographic: a collision only
+   costs a memcmp). */
+static inline uint64_t
+bytes_hash(uint64_t h, const char *s, Py_ssize_t n)
 {
-    uint64_t h = 0x9E3779B97F4A7C15ULL ^ (uint64_t)n;
+    h ^= (uint64_t)n * 0x9E3779B97F4A7C15ULL;
     Py_ssize_t i = 0;
     for (; i + 8 <= n; i += 8) {
         uint64_t w;
@@ -285,16 +292,18 @@ ident_hash(const char *s, Py_ssize_t n)
     return h;
 }
 
-static Entry *
-table_find(Table *t, uint64_t hash, const char *ident, Py_ssize_t len)
+static inline Slot *
+table_find(Table *t, uint64_t hash, const char *name, Py_ssize_t name_len, const char *tags, Py_ssize_t tags_len)
 {
     Py_ssize_t mask = t->cap - 1;
     for (Py_ssize_t i = (Py_ssize_t)(hash & mask);; i = (i + 1) & mask) {
-        Entry *e = &t->slots[i];
-        if (e->ident == NULL)
-            return e;
-        if (e->hash == hash && e->len == len && memcmp(e->ident, ident, len) == 0)
-            return e;
+        Slot *slot = &t->slots[i];
+        Record *r = slot->rec;
+        if (r == NULL)
+            return slot;
+        if (slot->hash == hash && r->name_len == name_len && r->tags_len == tags_len &&
+            memcmp(r->bytes, name, name_len) == 0 && memcmp(r->bytes + name_len, tags, tags_len) == 0)
+            return slot;
     }
 }
 
@@ -302,47 +311,56 @@ static int
 table_grow(Table *t)
 {
     Py_ssize_t old_cap = t->cap;
-    Entry *old = t->slots;
-    Entry *slots = PyMem_Calloc(old_cap * 2, sizeof(Entry));
+    Slot *old = t->slots;
+    Slot *slots = PyMem_Calloc(old_cap * 2, sizeof(Slot));
     if (slots == NULL) {
         PyErr_NoMemory();
         return -1;
     }
     t->slots = slots;
     t->cap = old_cap * 2;
-    for (Py_ssize_t i = 0; i < old_cap; i++)
-        if (old[i].ident)
-            *table_find(t, old[i].hash, old[i].ident, old[i].len) = old[i];
+    Py_ssize_t mask = t->cap - 1;
+    for (Py_ssize_t i = 0; i < old_cap; i++) {
+        if (old[i].rec == NULL)
+            continue;
+        Py_ssize_t j = (Py_ssize_t)(old[i].hash & mask);
+        while (slots[j].rec != NULL)
+            j = (j + 1) & mask;
+        slots[j] = old[i];
+    }
     PyMem_Free(old);
     return 0;
 }
 
-/* Remember a series; the entry takes new references. */
-static Entry *
-table_put(Table *t, uint64_t hash, const char *ident, Py_ssize_t len, PyObject *name, PyObject *tags,
-          PyObject *key)
+/* Remember a series; the record takes new references. */
+static Record *
+table_put(Table *t, uint64_t hash, const char *name_at, Py_ssize_t name_len, const char *tags_at,
+          Py_ssize_t tags_len, PyObject *name, PyObject *tags, PyObject *key)
 {
     if (t->used >= TABLE_LIMIT)
         table_clear(t); /* bounded, like the Python parser's caches */
     if ((t->used + 1) * 2 > t->cap && table_grow(t) < 0)
         return NULL;
-    Entry *e = table_find(t, hash, ident, len);
-    e->ident = PyMem_Malloc(len > 0 ? len : 1);
-    if (e->ident == NULL) {
+    Slot *slot = table_find(t, hash, name_at, name_len, tags_at, tags_len);
+    Record *r = PyMem_Malloc(sizeof(Record) + name_len + tags_len);
+    if (r == NULL) {
         PyErr_NoMemory();
         return NULL;
     }
-    memcpy(e->ident, ident, len);
-    e->hash = hash;
-    e->len = len;
+    memcpy(r->bytes, name_at, name_len);
+    memcpy(r->bytes + name_len, tags_at, tags_len);
+    r->name_len = name_len;
+    r->tags_len = tags_len;
     Py_INCREF(name);
     Py_INCREF(tags);
     Py_INCREF(key);
-    e->name = name;
-    e->tags = tags;
-    e->key = key;
+    r->name = name;
+    r->tags = tags;
+    r->key = key;
+    slot->hash = hash;
+    slot->rec = r;
     t->used++;
-    return e;
+    return r;
 }
 
 typedef struct {
@@ -565,9 +583,9 @@ typedef struct {
 
 /* Ask the Python parser's cache for a series first seen in JSON here; NULL (no error) when it
    has not been seen valid. */
-static Entry *
-learn_series(Table *t, PyObject *series_cache, uint64_t hash, const char *ident, Py_ssize_t ident_len,
-             const char *name_at, Py_ssize_t name_len, const char **tag_at, Py_ssize_t *tag_len, int ntags)
+static Record *
+learn_series(Table *t, PyObject *series_cache, uint64_t hash, const char *name_at, Py_ssize_t name_len,
+             const char *tags_at, Py_ssize_t tags_len, const char **tag_at, Py_ssize_t *tag_len, int ntags)
 {
     PyObject *flat = PyTuple_New(1 + 2 * ntags);
     if (flat == NULL)
@@ -592,9 +610,10 @@ learn_series(Table *t, PyObject *series_cache, uint64_t hash, const char *ident,
         PyErr_SetString(PyExc_TypeError, "series cache entries are (tags, key) pairs");
         goto fail;
     }
-    Entry *e = table_put(t, hash, ident, ident_len, name, PyTuple_GET_ITEM(entry, 0), PyTuple_GET_ITEM(entry, 1));
+    Record *r = table_put(t, hash, name_at, name_len, tags_at, tags_len, name, PyTuple_GET_ITEM(entry, 0),
+                          PyTuple_GET_ITEM(entry, 1));
     Py_DECREF(flat);
-    return e;
+    return r;
 miss:
     if (PyErr_Occurred()) {
         if (!PyErr_ExceptionMatches(PyExc_UnicodeDecodeError))
@@ -625,7 +644,6 @@ parse_json(PyObject *self, PyObject *args)
                           &PyList_Type, &o_ts, &PyList_Type, &o_values))
         return NULL;
     PyObject *slow = NULL, *result = NULL;
-    char *ident = NULL;
     Table *table = PyCapsule_GetPointer(capsule, "rtanalytics.series_table");
     if (table == NULL)
         goto done;
@@ -645,9 +663,8 @@ parse_json(PyObject *self, PyObject *args)
             types.n++;
         }
     }
-    ident = PyMem_Malloc(MAX_IDENT);
     slow = PyList_New(0);
-    if (ident == NULL || slow == NULL)
+    if (slow == NULL)
         goto done;
     Scan s = {body.buf, (const char *)body.buf + body.len};
     const char *at;
@@ -677,7 +694,8 @@ parse_json(PyObject *self, PyObject *args)
         const char *point_at = s.p;
         Py_ssize_t i = count++;
         int fast = count <= max_points && s.p < s.end && *s.p == '{';
-        const char *name_at = NULL, *type_at = NULL, *tag_at[MAX_TAG_PARTS];
+        const char *name_at = NULL, *type_at = NULL, *tags_at = "", *tag_at[MAX_TAG_PARTS];
+        Py_ssize_t tags_len = 0; /* the tags object's text as sent: with the name, the series' identity */
         Py_ssize_t name_len = 0, type_len = 0, tag_len[MAX_TAG_PARTS];
         int ntags = 0, seen = 0;
         double v = 1.0, ts = now;
@@ -726,8 +744,10 @@ parse_json(PyObject *self, PyObject *args)
                         fast = 0;
                 } else if (is_key(at, len, "tags")) {
                     bit = 16;
+                    tags_at = s.p;
                     if (s.end - s.p >= 4 && memcmp(s.p, "null", 4) == 0) {
                         s.p += 4;
+                        tags_at = s.p; /* null tags: as if none were sent */
                     } else if (s.p >= s.end || *s.p++ != '{') {
                         fast = 0;
                     } else {
@@ -780,6 +800,8 @@ parse_json(PyObject *self, PyObject *args)
                     break;
                 }
                 seen |= bit;
+                if (bit == 16)
+                    tags_len = s.p - tags_at;
                 ws(&s);
                 if (s.p < s.end && *s.p == ',') {
                     s.p++;
@@ -793,7 +815,7 @@ parse_json(PyObject *self, PyObject *args)
             }
         }
         PyObject *mtype = NULL;
-        Entry *e = NULL;
+        Record *e = NULL;
         if (fast && (seen & 3) == 3) {
             for (int k = 0; k < types.n; k++)
                 if (types.len[k] == type_len && memcmp(types.text[k], type_at, type_len) == 0)
@@ -805,29 +827,16 @@ parse_json(PyObject *self, PyObject *args)
             fast = 0;
         }
         if (fast) {
-            Py_ssize_t n = name_len;
-            for (int k = 0; k < 2 * ntags; k++)
-                n += 1 + tag_len[k];
-            if (n > MAX_IDENT) {
-                fast = 0;
-            } else {
-                char *w = ident;
-                memcpy(w, name_at, name_len);
-                w += name_len;
-                for (int k = 0; k < 2 * ntags; k++) {
-                    *w++ = '\0';
-                    memcpy(w, tag_at[k], tag_len[k]);
-                    w += tag_len[k];
-                }
-                uint64_t hash = ident_hash(ident, n);
-                e = table_find(table, hash, ident, n);
-                if (e->ident == NULL) {
-                    e = learn_series(table, series_cache, hash, ident, n, name_at, name_len, tag_at, tag_len, ntags);
-                    if (e == NULL) {
-                        if (PyErr_Occurred())
-                            goto done;
-                        fast = 0;
-                    }
+            uint64_t hash = bytes_hash(bytes_hash(0, name_at, name_len), tags_at, tags_len);
+            Slot *slot = table_find(table, hash, name_at, name_len, tags_at, tags_len);
+            e = slot->rec;
+            if (e == NULL) {
+                e = learn_series(table, series_cache, hash, name_at, name_len, tags_at, tags_len, tag_at, tag_len,
+                                 ntags);
+                if (e == NULL) {
+                    if (PyErr_Occurred())
+                        goto done;
+                    fast = 0;
                 }
             }
         }
@@ -889,7 +898,6 @@ not_plain:
     result = Py_NewRef(Py_None);
 done:
     Py_XDECREF(slow);
-    PyMem_Free(ident);
     PyBuffer_Release(&body);
     return result;
 }
