@@ -30,11 +30,15 @@ def wait_http(url: str, timeout: float = 60.0) -> None:
 
 
 @contextmanager
-def rtanalytics_server(port: int, *extra: str, env: dict[str, str] | None = None) -> Iterator[str]:
-    """`rtanalytics serve` in its own process; yields its base URL."""
+def rtanalytics_server(
+    port: int, *extra: str, env: dict[str, str] | None = None, cpus: str | None = None
+) -> Iterator[str]:
+    """`rtanalytics serve` in its own process; yields its base URL. `cpus` ("0"): pin it there
+    (taskset), so that load generators pinned elsewhere do not take its CPU."""
     run_env = {**os.environ, "LOG_LEVEL": "WARNING", **(env or {})}
+    pin = ["taskset", "-c", cpus] if cpus is not None else []
     proc = subprocess.Popen(
-        [str(VENV_BIN / "rtanalytics"), "serve", "--port", str(port), *extra],
+        [*pin, str(VENV_BIN / "rtanalytics"), "serve", "--port", str(port), *extra],
         env=run_env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

@@ -244,16 +244,17 @@ class LiveQueries:
                 for name in query.metrics
                 if name not in answered
             )
+            keyed = [((row.metric, tuple(row.group.items())), row) for row in (*rows, *silent)]
             for s in group:
                 s.dirty = False
                 self._marked.discard(s)
                 s.due_at = now + s.live.interval_s
                 s.refreshed_at = now
+                last = s.last
                 changed = []
-                for row in (*rows, *silent):
-                    key = (row.metric, tuple(row.group.items()))
-                    if s.last.get(key, _UNSEEN) != row.value:
-                        s.last[key] = row.value
+                for key, row in keyed:
+                    if last.get(key, _UNSEEN) != row.value:
+                        last[key] = row.value
                         changed.append(row)
                 if changed:
                     s.connection.sink(LiveUpdate(s.live.id, tuple(changed), now))

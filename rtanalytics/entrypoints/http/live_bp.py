@@ -21,6 +21,7 @@ from rtanalytics.adapters.notify import messages
 from rtanalytics.core.durations import format_duration, format_timestamp
 from rtanalytics.core.errors import LimitExceededError, NotFoundError, RtAnalyticsError, ValidationError
 from rtanalytics.core.live import Connection, LiveUpdate
+from rtanalytics.core.results import ResultRow
 from rtanalytics.entrypoints.http.common import services, tenant_of
 from rtanalytics.ports.notifier import AlertMessage
 
@@ -33,7 +34,7 @@ class Outbox:
 
     def __init__(self) -> None:
         self.control: deque[dict[str, Any]] = deque(maxlen=CONTROL_LIMIT)
-        self.pending: dict[str, dict[tuple[str, Any], dict[str, Any]]] = {}
+        self.pending: dict[str, dict[tuple[str, Any], str]] = {}  # JSON of each `data`
         self.dropped: dict[str, int] = {}
         self.announced: set[str] = set()
         self.wake = asyncio.Event()
@@ -60,14 +61,7 @@ class Outbox:
             key = (row.metric, tuple(row.group.items()))
             if key in held:
                 self.dropped[update.subscription] = self.dropped.get(update.subscription, 0) + 1
-            held[key] = {
-                "metric": row.metric,
-                "group": row.group,
-                "aggregation": row.aggregation,
-                "value": row.value,
-                "timestamp": format_timestamp(update.at),
-                "window": format_duration(row.window_ms),
-            }
+            held[key] = _data_json(row, update.at)
         self.wake.set()
 
     async def pump(self, ws: WebsocketImplProtocol) -> None:
@@ -78,13 +72,41 @@ class Outbox:
                 await ws.send(orjson.dumps(self.control.popleft()).decode())
             for sub_id in [s for s in self.pending if s in self.announced]:
                 rows = self.pending.pop(sub_id)
+                head = f'{{"type":"metric_data","id":{orjson.dumps(sub_id).decode()},"data":'
                 for data in rows.values():
-                    await ws.send(orjson.dumps({"type": "metric_data", "id": sub_id, "data": data}).decode())
+                    await ws.send(f"{head}{data}}}")
                 dropped = self.dropped.pop(sub_id, 0)
                 if dropped:
                     await ws.send(orjson.dumps({"type": "lagged", "id": sub_id, "dropped": dropped}).decode())
                 while self.control:  # answers to the client stay prompt
                     await ws.send(orjson.dumps(self.control.popleft()).decode())
+
+
+# Subscriptions that share a query get the same rows at the same moment: each row's `data` JSON
+# is made once per evaluation, not once per subscriber (1,000 subscribers: ~10 us each saved).
+_formatted: dict[int, tuple[ResultRow, str]] = {}
+_formatted_at = [0.0]
+
+
+def _data_json(row: ResultRow, at: float) -> str:
+    """The `data` object of a metric_data message, as JSON text."""
+    if at != _formatted_at[0]:
+        _formatted.clear()
+        _formatted_at[0] = at
+    held = _formatted.get(id(row))
+    if held is not None and held[0] is row:  # the row is kept with its text, so its id is not reused
+        return held[1]
+    data = {
+        "metric": row.metric,
+        "group": row.group,
+        "aggregation": row.aggregation,
+        "value": row.value,
+        "timestamp": format_timestamp(at),
+        "window": format_duration(row.window_ms),
+    }
+    text = orjson.dumps(data).decode()
+    _formatted[id(row)] = (row, text)
+    return text
 
 
 def _error(code: str, message: str, details: Any = ()) -> dict[str, Any]:
