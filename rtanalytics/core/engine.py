@@ -155,9 +155,13 @@ class AnalyticsEngine:
         """Register and store a parsed batch; tell listeners what changed."""
         infos = self._infos.setdefault(tenant, {})
         known = self._types.setdefault(tenant, {})
+        names = frozenset(batch.names)  # once per batch: registration and change notices both need it
         if len(batch):
-            batch, more = await self._register(tenant, batch, infos, known)
+            parsed = batch
+            batch, more = await self._register(tenant, batch, names, infos, known)
             rejected.extend(more)
+            if batch is not parsed:
+                names = frozenset(batch.names)
         accepted = 0
         if len(batch):
             refused = await self.store.write(tenant, batch, now, self.limits.max_series_per_tenant)
@@ -166,7 +170,6 @@ class AnalyticsEngine:
                 rejected.append(Rejection(batch.index[i], (problem,)))
             accepted = len(batch) - len(refused)
             if accepted and self._listeners:
-                names = frozenset(batch.names)
                 for listener in self._listeners:
                     listener(tenant, names)
         rejected.sort(key=lambda r: r.index)
@@ -182,12 +185,17 @@ class AnalyticsEngine:
             self.points_rejected[reason] = self.points_rejected.get(reason, 0) + 1
 
     async def _register(
-        self, tenant: str, batch: PointBatch, infos: dict[str, MetricInfo], known: dict[str, MetricType]
+        self,
+        tenant: str,
+        batch: PointBatch,
+        names: frozenset[str],
+        infos: dict[str, MetricInfo],
+        known: dict[str, MetricType],
     ) -> tuple[PointBatch, list[Rejection]]:
         """Claim names seen for the first time and apply `window` updates; refuse type conflicts
         between new names in one batch (the store's first claim wins)."""
         wanted: dict[str, MetricInfo] = {}
-        fresh = [name for name in set(batch.names) if name not in known]
+        fresh = [name for name in names if name not in known]
         for name in fresh:
             first = batch.names.index(name)
             wanted[name] = MetricInfo(name, batch.types[first], batch.windows.get(name, DEFAULT_WINDOW_MS))

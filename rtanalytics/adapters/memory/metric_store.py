@@ -175,17 +175,24 @@ class MemoryMetricStore:
             numeric_all = np.array([v if type(v) is float else 0.0 for v in batch.values], dtype=np.float64)
         else:
             numeric_all = np.array(batch.values, dtype=np.float64)
-        present = np.unique(kinds).tolist()
+        # Points of each kind as contiguous runs, in batch order within a kind (a stable sort:
+        # float sums then add up in the same order as the numpy reference path's).
+        counts = np.bincount(kinds + 1, minlength=len(_KINDS) + 1).tolist()  # [refused, kind 0, ...]
+        present = [k for k in range(len(_KINDS)) if counts[k + 1]]
+        whole = len(present) == 1 and counts[0] == 0
+        if not whole:
+            order = np.argsort(kinds, kind="stable")
+            rows_all, ts_all, numeric_all = rows_all[order], ts_all[order], numeric_all[order]
+            starts = np.cumsum(counts).tolist()
         for kind_code in present:
-            if kind_code < 0:
-                continue
             kind = _KINDS[kind_code]
             table = state.tables[kind]
-            if len(present) == 1:
+            if whole:
                 rows, ts, numeric, pick = rows_all, ts_all, numeric_all, None
             else:
-                pick = np.flatnonzero(kinds == kind_code)
-                rows, ts, numeric = rows_all[pick], ts_all[pick], numeric_all[pick]
+                a, b = starts[kind_code], starts[kind_code + 1]
+                pick = order[a:b]
+                rows, ts, numeric = rows_all[a:b], ts_all[a:b], numeric_all[a:b]
             identities: list[str] | None = None
             if kind is StateKind.DISTINCT:
                 identities = batch.values if pick is None else [batch.values[i] for i in pick.tolist()]
