@@ -55,6 +55,19 @@ def rtanalytics_server(
             proc.kill()
 
 
+def server_pid(port: int) -> int:
+    """The pid of the `rtanalytics serve` listening on `port`."""
+    out = subprocess.run(["pgrep", "-f", f"serve --port {port}"], capture_output=True, text=True).stdout
+    return int(out.split()[0])
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @contextmanager
 def body_dir(bodies: list[bytes]) -> Iterator[str]:
     with tempfile.TemporaryDirectory(prefix="rta-bench-") as folder:
