@@ -51,6 +51,9 @@ class Config:
     public_url: str = "http://127.0.0.1:8000"
     max_subscriptions_per_tenant: int = 10_000
     max_subscriptions_per_connection: int = 1_000
+    # Live updates to clients that keep up are written to the socket at once rather than through
+    # each connection's queue and sender task (entrypoints/http/live_bp.py); False: always queue.
+    ws_direct_writes: bool = True
     alert_interval_s: int = 10
     smtp_host: str | None = None
     smtp_port: int = 25

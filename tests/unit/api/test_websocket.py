@@ -51,8 +51,9 @@ def ws_url(base: str, client_id: str = "c1", query: str = "tenant_id=tenant1") -
     return base.replace("http://", "ws://") + f"/ws/metrics/{client_id}?{query}"
 
 
-async def test_connect_subscribe_and_receive_updates() -> None:
-    async with running() as (_, base), websockets.connect(ws_url(base)) as ws:
+@pytest.mark.parametrize("direct", [True, False], ids=["direct-writes", "queued"])
+async def test_connect_subscribe_and_receive_updates(direct: bool) -> None:
+    async with running(ws_direct_writes=direct) as (_, base), websockets.connect(ws_url(base)) as ws:
         assert (await recv(ws)) == {"type": "connected", "client_id": "c1", "tenant_id": "tenant1"}
         await ws.send(
             json.dumps({"type": "subscribe", "metrics": ["api.requests.count", "api.response.time"]})
@@ -249,3 +250,105 @@ async def test_a_slow_reader_gets_the_newest_value_and_a_lagged_notice() -> None
     assert data[-1]["data"]["value"] == 99  # the newest always arrives
     assert len(data) < 10 and lagged and sum(m["dropped"] for m in lagged) + len(data) == 100
     assert len(outbox.pending) == 0  # bounded: at most one value per metric x group waits
+
+
+class FakeTransport:
+    def __init__(self) -> None:
+        self.written = b""
+        self.buffered = 0
+
+    def is_closing(self) -> bool:
+        return False
+
+    def get_write_buffer_size(self) -> int:
+        return self.buffered
+
+    def write(self, data: bytes) -> None:
+        self.written += data
+
+
+def fake_socket(transport: FakeTransport) -> Any:
+    from types import SimpleNamespace
+
+    from websockets.protocol import State
+
+    can_write = asyncio.Event()
+    can_write.set()
+    return SimpleNamespace(
+        ws_proto=SimpleNamespace(state=State.OPEN),
+        io_proto=SimpleNamespace(transport=transport, _can_write=can_write),
+        conn_mutex=asyncio.Lock(),
+    )
+
+
+@pytest.mark.parametrize("size", [5, 125, 126, 65_535, 65_536, 200_000])
+async def test_direct_writes_are_well_formed_text_frames(size: int) -> None:
+    from websockets.frames import Frame, Opcode
+    from websockets.streams import StreamReader
+
+    from rtanalytics.entrypoints.http.live_bp import direct_writer
+
+    transport = FakeTransport()
+    write = direct_writer(fake_socket(transport))
+    assert write is not None
+    text = "é" * (size // 2) + "x" * (size % 2)  # multi-byte UTF-8: the length is in bytes
+    assert write(text)
+    reader = StreamReader()
+    reader.feed_data(transport.written)
+    reader.feed_eof()
+    parser = Frame.parse(reader.read_exact, mask=False)
+    try:
+        next(parser)
+    except StopIteration as done:
+        frame = done.value
+    assert frame.opcode is Opcode.TEXT and frame.fin and frame.data.decode() == text
+
+
+async def test_direct_writes_wait_for_a_busy_or_slow_connection() -> None:
+    from rtanalytics.entrypoints.http.live_bp import DIRECT_WRITE_LIMIT, direct_writer
+
+    transport = FakeTransport()
+    socket = fake_socket(transport)
+    write = direct_writer(socket)
+    assert write is not None
+    transport.buffered = DIRECT_WRITE_LIMIT + 1  # a slow reader
+    assert not write("x")
+    transport.buffered = 0
+    async with socket.conn_mutex:  # Sanic is sending (a ping, a close)
+        assert not write("x")
+    socket.io_proto._can_write.clear()  # the transport asked to pause writing
+    assert not write("x")
+    assert transport.written == b""
+
+
+async def test_an_outbox_writes_directly_only_when_nothing_waits() -> None:
+    written: list[str] = []
+    accept = [True]
+
+    def direct(text: str) -> bool:
+        if accept[0]:
+            written.append(text)
+        return accept[0]
+
+    def update(value: float) -> LiveUpdate:
+        return LiveUpdate("s", (ResultRow("m", {}, "sum", value, None, 60_000),), value)
+
+    outbox = Outbox(direct)
+    outbox.put(update(1.0))  # not announced yet: `subscribed` must go first
+    assert written == [] and outbox.pending
+    outbox.announce("s", {"type": "subscribed", "id": "s"})
+    ws = SlowSocket()
+    pump = asyncio.get_running_loop().create_task(outbox.pump(ws))  # type: ignore[arg-type]
+    outbox.put(update(2.0))  # the queue is not empty: this waits behind it, in order
+    assert written == []
+    await asyncio.sleep(0.3)
+    assert [m["type"] for m in ws.sent] == ["subscribed", "metric_data", "lagged"]
+    assert ws.sent[1]["data"]["value"] == 2.0  # the newest value replaced the older one, said so
+    outbox.put(update(3.0))  # nothing waits now: written at once, the pump not woken
+    assert len(written) == 1 and json.loads(written[0])["data"]["value"] == 3.0
+    assert not outbox.pending and not outbox.wake.is_set()
+    accept[0] = False  # the connection cannot take more now: queue, then the pump sends it
+    outbox.put(update(4.0))
+    await asyncio.sleep(0.2)
+    pump.cancel()
+    assert ws.sent[-1]["data"]["value"] == 4.0 and len(written) == 1
