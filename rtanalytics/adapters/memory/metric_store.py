@@ -8,6 +8,7 @@ and reads are vectorised over whole batches; a read reduces (rows x columns) blo
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -15,11 +16,10 @@ from rtanalytics.core.metrics import KIND_OF_TYPE, MetricInfo, PointBatch, State
 from rtanalytics.core.planner import Plan
 from rtanalytics.core.sketches import (
     SMALL_CELL,
+    DistinctSketch,
     QuantileSketch,
     add_identities_to_cells,
     bin_keys,
-    cell_sketch,
-    merge_cell,
     quantile_cell_sketch,
 )
 from rtanalytics.core.states import Partials
@@ -318,17 +318,13 @@ class MemoryMetricStore:
                 part.fields["last"][cell] = l2
             if ring.sketches is not None and (fields is None or "sketch" in fields):
                 assert part.sketches is not None
-                sub_sketches = ring.sketches[np.ix_(rows, cols)]
-                row_group = np.repeat(g_ids, g_lens)
-                col_slot = np.repeat(s_ids, s_lens)
-                distinct = kind is StateKind.DISTINCT
-                for r, c in zip(*np.nonzero(sub_sketches != None)):  # noqa: E711
-                    target = (row_group[r], col_slot[c])
-                    held_sketch = part.sketches[target]
-                    if held_sketch is None:
-                        part.sketches[target] = cell_sketch(sub_sketches[r, c], distinct)
-                    else:
-                        merge_cell(held_sketch, sub_sketches[r, c])
+                _merge_cells(
+                    part.sketches,
+                    ring.sketches[np.ix_(rows, cols)],
+                    np.repeat(g_ids, g_lens),
+                    np.repeat(s_ids, s_lens),
+                    kind is StateKind.DISTINCT,
+                )
             out.merge(part)
         return out
 
@@ -434,6 +430,32 @@ def _fold_native(
         for ring, cell in zip(rings, cells):
             assert ring.sketches is not None and cell is not None
             add_identities_to_cells(ring.sketches.reshape(-1), cell.tolist(), ids)
+
+
+def _merge_cells(
+    out: np.ndarray, cells: np.ndarray, row_group: np.ndarray, col_slot: np.ndarray, distinct: bool
+) -> None:
+    """Fold the (rows x columns) cells into out[group, slot]. Sketch cells merge; the raw values
+    of small cells are pooled per target and added in one call (a sketch per small cell cost a
+    numpy call each: a percentile over 1,000 series x 60 one-second buckets took ~0.4 s)."""
+    r, c = np.nonzero(cells != None)  # noqa: E711
+    if not len(r):
+        return
+    pooled: dict[tuple[int, int], list[Any]] = {}
+    for group, slot, cell in zip(row_group[r].tolist(), col_slot[c].tolist(), cells[r, c].tolist()):
+        if type(cell) is list or type(cell) is set:
+            pooled.setdefault((group, slot), []).extend(cell)
+            continue
+        held = out[group, slot]
+        if held is None:
+            out[group, slot] = cell.copy()
+        else:
+            held.merge(cell)
+    for (group, slot), values in pooled.items():
+        held = out[group, slot]
+        if held is None:
+            held = out[group, slot] = DistinctSketch() if distinct else QuantileSketch()
+        held.add_many(values)
 
 
 def _gather(data: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
