@@ -37,11 +37,11 @@ def rtanalytics_server(
     (taskset), so that load generators pinned elsewhere do not take its CPU."""
     run_env = {**os.environ, "LOG_LEVEL": "WARNING", **(env or {})}
     pin = ["taskset", "-c", cpus] if cpus is not None else []
-    proc = subprocess.Popen(
+    proc = subprocess.Popen(  # output to nowhere: a pipe that is never read would stall the service
         [*pin, str(VENV_BIN / "rtanalytics"), "serve", "--port", str(port), *extra],
         env=run_env,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
     )
     base = f"http://127.0.0.1:{port}"
     try:

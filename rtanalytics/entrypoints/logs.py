@@ -35,6 +35,8 @@ def configure(level: str, as_json: bool = False) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for name in ("sanic.root", "sanic.error", "sanic.access", "sanic.server"):
-        logging.getLogger(name).handlers[:] = []
-        logging.getLogger(name).propagate = True
+    for name in ("sanic.root", "sanic.error", "sanic.access", "sanic.server", "sanic.websockets"):
+        sanic_logger = logging.getLogger(name)
+        sanic_logger.handlers[:] = []
+        sanic_logger.setLevel(logging.NOTSET)  # LOG_LEVEL decides, through the root logger
+        sanic_logger.propagate = True

@@ -33,7 +33,9 @@ TICK_SECONDS = 60.0
 
 def create_app(services: App, name: str | None = None) -> Sanic:  # type: ignore[type-arg]
     """A Sanic app serving `services`; it starts and closes them with the server."""
-    app: Sanic = Sanic(name or f"rtanalytics_{next(_names)}")  # type: ignore[type-arg]
+    # configure_logging=False: Sanic would otherwise set its loggers (sanic.websockets too) to
+    # INFO with their own stdout handlers, and LOG_LEVEL would not hold for them.
+    app: Sanic = Sanic(name or f"rtanalytics_{next(_names)}", configure_logging=False)  # type: ignore[type-arg]
     app.config.REQUEST_MAX_SIZE = services.config.max_request_bytes
     app.config.FALLBACK_ERROR_FORMAT = "json"
     app.config.KEEP_ALIVE_TIMEOUT = 75

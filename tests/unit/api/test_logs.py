@@ -31,6 +31,24 @@ def test_log_level_is_applied() -> None:
         configure("INFO")
 
 
+def test_log_level_holds_for_sanic_loggers_too() -> None:
+    """Sanic set its own loggers to INFO with stdout handlers; with a service whose stderr is a
+    pipe nobody reads, a line per closed WebSocket then filled the pipe and the service hung."""
+    from rtanalytics.bootstrap import bootstrap
+    from rtanalytics.config import Config
+    from rtanalytics.entrypoints.http.app import create_app
+
+    configure("WARNING")
+    try:
+        create_app(bootstrap(Config()))
+        for name in ("sanic.websockets", "sanic.server", "sanic.root", "sanic.access", "sanic.error"):
+            sanic_logger = logging.getLogger(name)
+            assert sanic_logger.getEffectiveLevel() == logging.WARNING, name
+            assert sanic_logger.handlers == [] and sanic_logger.propagate, name
+    finally:
+        configure("INFO")
+
+
 async def test_access_lines_have_the_request_id(app, caplog) -> None:
     caplog.set_level(logging.INFO, logger="rtanalytics.access")
     _, response = await app.asgi_client.get("/health", headers={"X-Request-ID": "req-42"})
