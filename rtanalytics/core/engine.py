@@ -12,7 +12,6 @@ from typing import Any
 
 import attrs
 import numpy as np
-import orjson
 
 from rtanalytics.core.durations import format_duration
 from rtanalytics.core.errors import (
@@ -29,6 +28,7 @@ from rtanalytics.core.metrics import (
     MetricType,
     PointBatch,
     Rejection,
+    decode_json,
     parse_json_points,
     parse_points,
 )
@@ -129,24 +129,21 @@ class AnalyticsEngine:
         parsed = parse_json_points(
             body, now, known_types=known, oldest=self.tiers[-1].oldest(now), max_points=limit
         )
+        points = None
         if parsed is None:
-            try:
-                decoded = orjson.loads(body)
-            except orjson.JSONDecodeError as exc:
-                raise ValidationError.of([Problem("body", f"is not valid JSON: {exc}")]) from None
+            decoded = decode_json(body)
             points = decoded.get("metrics") if isinstance(decoded, dict) else None
-            if not isinstance(points, list) or not points:
-                raise ValidationError.of(
-                    [Problem("metrics", "is required: a non-empty list of metric points")]
-                )
-            if len(points) > limit:
-                raise PayloadTooLargeError(f"metrics: {len(points)} points in one request, at most {limit}")
-            return await self.ingest(points, tenant)
-        count, batch, rejected = parsed
+            count = len(points) if isinstance(points, list) else 0
+        else:
+            count = parsed[0]
         if not count:
             raise ValidationError.of([Problem("metrics", "is required: a non-empty list of metric points")])
         if count > limit:
             raise PayloadTooLargeError(f"metrics: {count} points in one request, at most {limit}")
+        if parsed is None:
+            assert points is not None
+            return await self.ingest(points, tenant)
+        _, batch, rejected = parsed
         return await self._accept(tenant, batch, rejected, now)
 
     async def _accept(

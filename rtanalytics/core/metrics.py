@@ -17,7 +17,7 @@ import attrs
 import orjson
 
 from rtanalytics.core.durations import parse_duration, parse_timestamp
-from rtanalytics.core.errors import Problem
+from rtanalytics.core.errors import Problem, ValidationError
 
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.:-]{0,199}$"
 TAG_KEY_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$"
@@ -105,28 +105,26 @@ class PointBatch:
     def __len__(self) -> int:
         return len(self.names)
 
+    def columns(
+        self,
+    ) -> tuple[list[int], list[str], list[MetricType], list[Tags], list[str], list[float], list[Any]]:
+        """The per-point columns, in the order the C parsers fill them."""
+        return self.index, self.names, self.types, self.tags, self.series, self.timestamps, self.values
+
     def add(self, index: int, name: str, mtype: MetricType, tags: Tags, timestamp: float, value: Any) -> None:
         """One more point, already valid (tags sorted by key)."""
-        self.index.append(index)
-        self.names.append(name)
-        self.types.append(mtype)
-        self.tags.append(tags)
-        self.series.append(series_key(name, tags))
-        self.timestamps.append(timestamp)
-        self.values.append(value)
+        point = (index, name, mtype, tags, series_key(name, tags), timestamp, value)
+        columns: tuple[list[Any], ...] = self.columns()
+        for column, item in zip(columns, point):
+            column.append(item)
 
     def select(self, keep: Sequence[bool]) -> PointBatch:
         """The points whose flag is true, in order."""
         out = PointBatch(windows=self.windows)
-        for i, ok in enumerate(keep):
-            if ok:
-                out.index.append(self.index[i])
-                out.names.append(self.names[i])
-                out.types.append(self.types[i])
-                out.tags.append(self.tags[i])
-                out.series.append(self.series[i])
-                out.timestamps.append(self.timestamps[i])
-                out.values.append(self.values[i])
+        columns: tuple[list[Any], ...] = self.columns()
+        out_columns: tuple[list[Any], ...] = out.columns()
+        for column, kept in zip(columns, out_columns):
+            kept.extend(item for item, ok in zip(column, keep) if ok)
         return out
 
 
@@ -231,8 +229,7 @@ def _parse_python(
     unique_type = MetricType.UNIQUE
     count_type = MetricType.COUNT
     isfinite = math.isfinite
-    out_index, out_names, out_types = batch.index, batch.names, batch.types
-    out_tags, out_series, out_ts, out_values = batch.tags, batch.series, batch.timestamps, batch.values
+    out_index, out_names, out_types, out_tags, out_series, out_ts, out_values = batch.columns()
     numbered = enumerate(raw_points) if positions is None else zip(positions, raw_points)
     for i, point in numbered:
         if type(point) is not dict:
@@ -370,13 +367,7 @@ def parse_points(
             _TYPES_BY_VALUE,
             MetricType.UNIQUE,
             MetricType.COUNT,
-            batch.index,
-            batch.names,
-            batch.types,
-            batch.tags,
-            batch.series,
-            batch.timestamps,
-            batch.values,
+            *batch.columns(),
         )
         rejected = (
             _parse_python([raw_points[i] for i in slow], now, known_types, oldest, batch, slow)
@@ -387,6 +378,14 @@ def parse_points(
         rejected = _parse_python(raw_points, now, known_types, oldest, batch)
     _CACHE.trim()
     return batch, rejected
+
+
+def decode_json(body: bytes | str) -> Any:
+    """A request body decoded as JSON, or a ValidationError naming `body` that says why not."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise ValidationError.of([Problem("body", f"is not valid JSON: {exc}")]) from None
 
 
 _SERIES_TABLE = _speedups.series_table() if _speedups is not None else None
@@ -425,13 +424,7 @@ def parse_json_points(
         MetricType.UNIQUE,
         MetricType.COUNT,
         max_points,
-        batch.index,
-        batch.names,
-        batch.types,
-        batch.tags,
-        batch.series,
-        batch.timestamps,
-        batch.values,
+        *batch.columns(),
     )
     if found is None:
         return None

@@ -244,14 +244,6 @@ def cell_sketch(cell: Cell, distinct: bool) -> QuantileSketch | DistinctSketch:
     return sketch
 
 
-def merge_cell(sketch: QuantileSketch | DistinctSketch, cell: Cell) -> None:
-    """Fold a cell into a sketch of the same kind."""
-    if isinstance(cell, (QuantileSketch, DistinctSketch)):
-        sketch.merge(cell)  # type: ignore[arg-type]
-    elif cell:
-        sketch.add_many(cell)  # type: ignore[arg-type]
-
-
 def _bin_value(key: int) -> float:
     # The point of bin (gamma^(k-1), gamma^k] whose relative distance to both ends is `a`.
     return 2.0 * _GAMMA**key / (_GAMMA + 1)

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from rtanalytics.core import metrics
 from rtanalytics.core.metrics import MetricType, parse_json_points, parse_points
+from tests.unit.parsed import canonical
 
 pytestmark = pytest.mark.skipif(metrics._speedups is None, reason="the C speedup is not built here")
 
@@ -68,22 +69,6 @@ LAYOUTS = [
     lambda body: json.dumps(body, indent=1, ensure_ascii=False).encode(),
     lambda body: json.dumps(body, separators=(" ,\\r\\n", "\\t: ")).encode(),
 ]
-
-
-def canonical(batch: metrics.PointBatch, rejected: list) -> tuple:
-    rows = sorted(
-        zip(
-            batch.index,
-            batch.names,
-            batch.types,
-            batch.tags,
-            batch.series,
-            batch.timestamps,
-            batch.values,
-            strict=True,
-        )
-    )
-    return rows, batch.windows, sorted((r.index, r.problems) for r in rejected)
 
 
 def check(body: bytes, known: dict[str, MetricType], max_points: int = 10_000) -> None:

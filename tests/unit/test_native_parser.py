@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from rtanalytics.core import metrics
 from rtanalytics.core.metrics import MetricType, parse_points
+from tests.unit.parsed import canonical
 
 NOW = 1_700_000_000.0
 
@@ -46,22 +47,6 @@ point = st.fixed_dictionaries(
         "window": st.one_of(st.sampled_from(["1m", "5m", "1500ms"]), anything),
     },
 )
-
-
-def canonical(batch: metrics.PointBatch, rejected: list) -> tuple:
-    rows = sorted(
-        zip(
-            batch.index,
-            batch.names,
-            batch.types,
-            batch.tags,
-            batch.series,
-            batch.timestamps,
-            batch.values,
-            strict=True,
-        )
-    )
-    return rows, batch.windows, sorted((r.index, r.problems) for r in rejected)
 
 
 @given(

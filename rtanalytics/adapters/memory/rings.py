@@ -34,7 +34,8 @@ class Ring:
         self.res = tier.resolution_s
         self.columns = tier.columns()
         self.fields = FIELDS[kind]
-        self.field_offsets = self.offsets()
+        # positions of count, sum, min, max, last, last_ts within a bucket (-1: not kept), for the C kernel
+        self.field_offsets = tuple(self.fields.index(f) if f in self.fields else -1 for f in _ALL_FIELDS)
         self.starts = np.full(self.columns, _NO_BUCKET, dtype=np.int64)
         self.data = self._empty(capacity)
         self.arrays: dict[str, np.ndarray] = {}
@@ -50,10 +51,6 @@ class Ring:
 
     def _views(self) -> None:
         self.arrays = {f: self.data[:, :, i] for i, f in enumerate(self.fields)}
-
-    def offsets(self) -> tuple[int, ...]:
-        """Position of count, sum, min, max, last, last_ts within a bucket (-1: not kept)."""
-        return tuple(self.fields.index(f) if f in self.fields else -1 for f in _ALL_FIELDS)
 
     def row_bytes(self) -> int:
         """Bytes one more row costs: its buckets, and a pointer per bucket for sketch kinds."""

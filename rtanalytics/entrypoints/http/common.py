@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
 from sanic import HTTPResponse, Request
 
 from rtanalytics.bootstrap import App
 from rtanalytics.core.errors import PayloadTooLargeError, Problem, ValidationError
+from rtanalytics.core.metrics import decode_json
 from rtanalytics.entrypoints.http.tenancy import resolve_tenant
 from rtanalytics.entrypoints.http.wire import dumps
 
@@ -33,11 +33,7 @@ def raw_body(request: Request) -> bytes:
 
 def json_body(request: Request) -> Any:
     """The request body parsed as JSON, or a 400 that says why not."""
-    body = raw_body(request)
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise ValidationError.of([Problem("body", f"is not valid JSON: {exc}")]) from None
+    return decode_json(raw_body(request))
 
 
 def versioned_body(request: Request) -> tuple[dict[str, Any], int | None]:

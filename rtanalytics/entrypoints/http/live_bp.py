@@ -161,36 +161,42 @@ def direct_writer(ws: WebsocketImplProtocol) -> Callable[[str], bool] | None:
     return write
 
 
-# Subscriptions that share a query get the same rows at the same moment: each row's `data` JSON
-# is made once per evaluation, not once per subscriber (1,000 subscribers: ~10 us each saved).
-_formatted: dict[int, tuple[ResultRow, str]] = {}
-_formatted_at = [0.0]
-
-
 def _data_head(sub_id: str) -> str:
     """A metric_data message up to its `data` object."""
     return f'{{"type":"metric_data","id":{orjson.dumps(sub_id).decode()},"data":'
 
 
-def _data_json(row: ResultRow, at: float) -> str:
-    """The `data` object of a metric_data message, as JSON text."""
-    if at != _formatted_at[0]:
-        _formatted.clear()
-        _formatted_at[0] = at
-    held = _formatted.get(id(row))
-    if held is not None and held[0] is row:  # the row is kept with its text, so its id is not reused
-        return held[1]
-    data = {
-        "metric": row.metric,
-        "group": row.group,
-        "aggregation": row.aggregation,
-        "value": row.value,
-        "timestamp": format_timestamp(at),
-        "window": format_duration(row.window_ms),
-    }
-    text = orjson.dumps(data).decode()
-    _formatted[id(row)] = (row, text)
-    return text
+class _RowTexts:
+    """Subscriptions that share a query get the same row objects at the same moment: each row's
+    `data` JSON is made once per evaluation, not once per subscriber (~10 us each saved with
+    1,000 subscribers). Rows are kept with their text, so an id is not reused while cached."""
+
+    def __init__(self) -> None:
+        self.at = 0.0
+        self.texts: dict[int, tuple[ResultRow, str]] = {}
+
+    def of(self, row: ResultRow, at: float) -> str:
+        """The `data` object of a metric_data message, as JSON text."""
+        if at != self.at:
+            self.texts.clear()
+            self.at = at
+        held = self.texts.get(id(row))
+        if held is not None and held[0] is row:
+            return held[1]
+        data = {
+            "metric": row.metric,
+            "group": row.group,
+            "aggregation": row.aggregation,
+            "value": row.value,
+            "timestamp": format_timestamp(at),
+            "window": format_duration(row.window_ms),
+        }
+        text = orjson.dumps(data).decode()
+        self.texts[id(row)] = (row, text)
+        return text
+
+
+_data_json = _RowTexts().of
 
 
 def _error(code: str, message: str, details: Any = ()) -> dict[str, Any]:
