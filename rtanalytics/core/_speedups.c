@@ -20,19 +20,42 @@
 
 static PyObject *k_name, *k_type, *k_value, *k_tags, *k_timestamp, *k_window, *empty_tuple;
 
+/* The PointBatch columns both parsers append to (PointBatch.columns(), in that order). */
+typedef struct {
+    PyObject *index, *names, *types, *tags, *series, *timestamps, *values;
+} Columns;
+
+static int
+append_point(const Columns *c, Py_ssize_t i, PyObject *name, PyObject *mtype, PyObject *tags, PyObject *series,
+             double ts, double v)
+{
+    PyObject *idx = PyLong_FromSsize_t(i);
+    PyObject *tsv = PyFloat_FromDouble(ts);
+    PyObject *val = PyFloat_FromDouble(v);
+    int bad = idx == NULL || tsv == NULL || val == NULL;
+    if (!bad)
+        bad = PyList_Append(c->index, idx) | PyList_Append(c->names, name) | PyList_Append(c->types, mtype) |
+              PyList_Append(c->tags, tags) | PyList_Append(c->series, series) |
+              PyList_Append(c->timestamps, tsv) | PyList_Append(c->values, val);
+    Py_XDECREF(idx);
+    Py_XDECREF(tsv);
+    Py_XDECREF(val);
+    return bad ? -1 : 0;
+}
+
 static PyObject *
 fast_parse(PyObject *self, PyObject *args)
 {
     PyObject *points, *series_cache, *known, *types_by_value, *skip_type, *count_type;
-    PyObject *o_index, *o_names, *o_types, *o_tags, *o_series, *o_ts, *o_values;
+    Columns out;
     double now, latest, oldest;
     if (!PyArg_ParseTuple(args, "O!dddO!O!O!OOO!O!O!O!O!O!O!",
                           &PyList_Type, &points, &now, &latest, &oldest,
                           &PyDict_Type, &series_cache, &PyDict_Type, &known,
                           &PyDict_Type, &types_by_value, &skip_type, &count_type,
-                          &PyList_Type, &o_index, &PyList_Type, &o_names, &PyList_Type, &o_types,
-                          &PyList_Type, &o_tags, &PyList_Type, &o_series, &PyList_Type, &o_ts,
-                          &PyList_Type, &o_values))
+                          &PyList_Type, &out.index, &PyList_Type, &out.names, &PyList_Type, &out.types,
+                          &PyList_Type, &out.tags, &PyList_Type, &out.series, &PyList_Type, &out.timestamps,
+                          &PyList_Type, &out.values))
         return NULL;
     PyObject *slow = PyList_New(0);
     if (slow == NULL)
@@ -146,21 +169,8 @@ fast_parse(PyObject *self, PyObject *args)
             if (has_window < 0) goto fail;
             if (has_window) goto take_slow;
         }
-        {
-            PyObject *idx = PyLong_FromSsize_t(i);
-            PyObject *tsv = PyFloat_FromDouble(ts);
-            PyObject *val = PyFloat_FromDouble(v);
-            if (idx == NULL || tsv == NULL || val == NULL) {
-                Py_XDECREF(idx); Py_XDECREF(tsv); Py_XDECREF(val);
-                goto fail;
-            }
-            int bad = PyList_Append(o_index, idx) | PyList_Append(o_names, name) |
-                      PyList_Append(o_types, mtype) | PyList_Append(o_tags, tags) |
-                      PyList_Append(o_series, series) |
-                      PyList_Append(o_ts, tsv) | PyList_Append(o_values, val);
-            Py_DECREF(idx); Py_DECREF(tsv); Py_DECREF(val);
-            if (bad) goto fail;
-        }
+        if (append_point(&out, i, name, mtype, tags, series, ts, v) < 0)
+            goto fail;
         continue;
     take_slow:
         {
@@ -629,6 +639,140 @@ fail:
 
 #define MAX_TAG_PARTS 64 /* 32 tags */
 
+/* Whether the next token is `c` (consumed when it is). */
+static inline int
+take(Scan *s, char c)
+{
+    ws(s);
+    if (s->p < s->end && *s->p == c) {
+        s->p++;
+        return 1;
+    }
+    return 0;
+}
+
+static inline int
+take_null(Scan *s)
+{
+    ws(s);
+    if (s->end - s->p >= 4 && memcmp(s->p, "null", 4) == 0) {
+        s->p += 4;
+        return 1;
+    }
+    return 0;
+}
+
+/* After a member of an object or array: 1 when a comma says another follows, 0 at `close`
+   (consumed), -1 at anything else. */
+static inline int
+next_member(Scan *s, char close)
+{
+    if (take(s, ','))
+        return 1;
+    return take(s, close) ? 0 : -1;
+}
+
+/* A string without escapes; -1 when the next token is not one. */
+static inline int
+plain_str(Scan *s, const char **at, Py_ssize_t *len)
+{
+    int escaped;
+    ws(s);
+    return str_span(s, at, len, &escaped) < 0 || escaped ? -1 : 0;
+}
+
+/* A number read exactly (num_value); -1 when it is not one, or not one read here. */
+static inline int
+number(Scan *s, double *out)
+{
+    const char *at;
+    Py_ssize_t len;
+    int is_float;
+    ws(s);
+    return num_span(s, &at, &len, &is_float) < 0 || !num_value(at, len, is_float, out) ? -1 : 0;
+}
+
+/* What the scan of one point object found. */
+typedef struct {
+    const char *name_at, *type_at, *tags_at, *tag_at[MAX_TAG_PARTS];
+    Py_ssize_t name_len, type_len, tags_len, tag_len[MAX_TAG_PARTS];
+    int ntags, has_value;
+    double value, ts;
+} Point;
+
+/* A tags object of plain strings; -1 for anything else. */
+static int
+scan_tags(Scan *s, Point *pt)
+{
+    if (!take(s, '{'))
+        return -1;
+    if (take(s, '}'))
+        return 0;
+    for (;;) {
+        int k = 2 * pt->ntags;
+        if (k + 2 > MAX_TAG_PARTS || plain_str(s, &pt->tag_at[k], &pt->tag_len[k]) < 0 || !take(s, ':') ||
+            plain_str(s, &pt->tag_at[k + 1], &pt->tag_len[k + 1]) < 0)
+            return -1;
+        pt->ntags++;
+        int more = next_member(s, '}');
+        if (more <= 0)
+            return more;
+    }
+}
+
+/* One point object of the ordinary shape: name and type, and value, timestamp and tags at most
+   once each, nothing else. 0 with *pt filled; -1: the Python parser takes this point (a
+   `window`, a key it ignores, a repeated key -- the last one counts, as orjson has it --, an
+   escape, a number not read here, no name). */
+static int
+scan_point(Scan *s, Point *pt)
+{
+    int seen = 0;
+    if (!take(s, '{') || take(s, '}'))
+        return -1;
+    for (;;) {
+        const char *key;
+        Py_ssize_t key_len;
+        int bit, bad;
+        if (plain_str(s, &key, &key_len) < 0 || !take(s, ':'))
+            return -1;
+        if (is_key(key, key_len, "name")) {
+            bit = 1;
+            bad = plain_str(s, &pt->name_at, &pt->name_len);
+        } else if (is_key(key, key_len, "type")) {
+            bit = 2;
+            bad = plain_str(s, &pt->type_at, &pt->type_len);
+        } else if (is_key(key, key_len, "value")) {
+            bit = 4;
+            pt->has_value = !take_null(s);
+            bad = pt->has_value ? number(s, &pt->value) : 0;
+        } else if (is_key(key, key_len, "timestamp")) {
+            bit = 8;
+            bad = take_null(s) ? 0 : number(s, &pt->ts);
+        } else if (is_key(key, key_len, "tags")) {
+            bit = 16;
+            bad = 0;
+            if (!take_null(s)) { /* null tags: as if none were sent (no text in the identity) */
+                ws(s);
+                const char *start = s->p;
+                bad = scan_tags(s, pt);
+                pt->tags_at = start;
+                pt->tags_len = s->p - start;
+            }
+        } else {
+            return -1;
+        }
+        if (bad || (seen & bit))
+            return -1;
+        seen |= bit;
+        int more = next_member(s, '}');
+        if (more < 0)
+            return -1;
+        if (more == 0)
+            return (seen & 3) == 3 ? 0 : -1;
+    }
+}
+
 static PyObject *
 parse_json(PyObject *self, PyObject *args)
 {
@@ -636,12 +780,12 @@ parse_json(PyObject *self, PyObject *args)
     double now, latest, oldest;
     PyObject *capsule, *series_cache, *known, *types_by_value, *skip_type, *count_type;
     Py_ssize_t max_points;
-    PyObject *o_index, *o_names, *o_types, *o_tags, *o_series, *o_ts, *o_values;
+    Columns out;
     if (!PyArg_ParseTuple(args, "y*dddOO!O!O!OOnO!O!O!O!O!O!O!", &body, &now, &latest, &oldest, &capsule,
                           &PyDict_Type, &series_cache, &PyDict_Type, &known, &PyDict_Type, &types_by_value,
-                          &skip_type, &count_type, &max_points, &PyList_Type, &o_index, &PyList_Type,
-                          &o_names, &PyList_Type, &o_types, &PyList_Type, &o_tags, &PyList_Type, &o_series,
-                          &PyList_Type, &o_ts, &PyList_Type, &o_values))
+                          &skip_type, &count_type, &max_points, &PyList_Type, &out.index, &PyList_Type,
+                          &out.names, &PyList_Type, &out.types, &PyList_Type, &out.tags, &PyList_Type,
+                          &out.series, &PyList_Type, &out.timestamps, &PyList_Type, &out.values))
         return NULL;
     PyObject *slow = NULL, *result = NULL;
     Table *table = PyCapsule_GetPointer(capsule, "rtanalytics.series_table");
@@ -669,197 +813,50 @@ parse_json(PyObject *self, PyObject *args)
     Scan s = {body.buf, (const char *)body.buf + body.len};
     const char *at;
     Py_ssize_t len;
-    int escaped, is_float;
     Py_ssize_t count = 0;
-    int plain = 0;
-    ws(&s);
-    if (s.p >= s.end || *s.p++ != '{')
+    if (!take(&s, '{') || plain_str(&s, &at, &len) < 0 || !is_key(at, len, "metrics") || !take(&s, ':') ||
+        !take(&s, '['))
         goto not_plain;
-    ws(&s);
-    if (str_span(&s, &at, &len, &escaped) < 0 || escaped || !is_key(at, len, "metrics"))
-        goto not_plain;
-    ws(&s);
-    if (s.p >= s.end || *s.p++ != ':')
-        goto not_plain;
-    ws(&s);
-    if (s.p >= s.end || *s.p++ != '[')
-        goto not_plain;
-    ws(&s);
-    if (s.p < s.end && *s.p == ']') {
-        s.p++;
-        plain = 1;
-    }
-    while (!plain) {
+    int more = take(&s, ']') ? 0 : 1;
+    while (more == 1) {
         ws(&s);
         const char *point_at = s.p;
         Py_ssize_t i = count++;
-        int fast = count <= max_points && s.p < s.end && *s.p == '{';
-        const char *name_at = NULL, *type_at = NULL, *tags_at = "", *tag_at[MAX_TAG_PARTS];
-        Py_ssize_t tags_len = 0; /* the tags object's text as sent: with the name, the series' identity */
-        Py_ssize_t name_len = 0, type_len = 0, tag_len[MAX_TAG_PARTS];
-        int ntags = 0, seen = 0;
-        double v = 1.0, ts = now;
-        int has_value = 0;
-        if (fast) {
-            s.p++;
-            ws(&s);
-            if (s.p < s.end && *s.p == '}') {
-                fast = 0; /* no name: the Python parser says so */
-            }
-            while (fast) {
-                ws(&s);
-                if (str_span(&s, &at, &len, &escaped) < 0 || escaped) {
-                    fast = 0;
-                    break;
-                }
-                ws(&s);
-                if (s.p >= s.end || *s.p++ != ':') {
-                    fast = 0;
-                    break;
-                }
-                ws(&s);
-                int bit;
-                if (is_key(at, len, "name")) {
-                    bit = 1;
-                    if (str_span(&s, &name_at, &name_len, &escaped) < 0 || escaped)
-                        fast = 0;
-                } else if (is_key(at, len, "type")) {
-                    bit = 2;
-                    if (str_span(&s, &type_at, &type_len, &escaped) < 0 || escaped)
-                        fast = 0;
-                } else if (is_key(at, len, "value")) {
-                    bit = 4;
-                    if (s.end - s.p >= 4 && memcmp(s.p, "null", 4) == 0) {
-                        s.p += 4;
-                    } else if (num_span(&s, &at, &len, &is_float) < 0 || !num_value(at, len, is_float, &v)) {
-                        fast = 0;
-                    } else {
-                        has_value = 1;
-                    }
-                } else if (is_key(at, len, "timestamp")) {
-                    bit = 8;
-                    if (s.end - s.p >= 4 && memcmp(s.p, "null", 4) == 0)
-                        s.p += 4;
-                    else if (num_span(&s, &at, &len, &is_float) < 0 || !num_value(at, len, is_float, &ts))
-                        fast = 0;
-                } else if (is_key(at, len, "tags")) {
-                    bit = 16;
-                    tags_at = s.p;
-                    if (s.end - s.p >= 4 && memcmp(s.p, "null", 4) == 0) {
-                        s.p += 4;
-                        tags_at = s.p; /* null tags: as if none were sent */
-                    } else if (s.p >= s.end || *s.p++ != '{') {
-                        fast = 0;
-                    } else {
-                        ws(&s);
-                        if (s.p < s.end && *s.p == '}') {
-                            s.p++;
-                        } else {
-                            for (;;) {
-                                ws(&s);
-                                if (ntags * 2 + 2 > MAX_TAG_PARTS ||
-                                    str_span(&s, &tag_at[2 * ntags], &tag_len[2 * ntags], &escaped) < 0 ||
-                                    escaped) {
-                                    fast = 0;
-                                    break;
-                                }
-                                ws(&s);
-                                if (s.p >= s.end || *s.p++ != ':') {
-                                    fast = 0;
-                                    break;
-                                }
-                                ws(&s);
-                                if (str_span(&s, &tag_at[2 * ntags + 1], &tag_len[2 * ntags + 1], &escaped) < 0 ||
-                                    escaped) {
-                                    fast = 0;
-                                    break;
-                                }
-                                ntags++;
-                                ws(&s);
-                                if (s.p < s.end && *s.p == ',') {
-                                    s.p++;
-                                    continue;
-                                }
-                                if (s.p < s.end && *s.p == '}') {
-                                    s.p++;
-                                    break;
-                                }
-                                fast = 0;
-                                break;
-                            }
-                        }
-                    }
-                } else {
-                    fast = 0; /* `window`, or a key the Python parser ignores */
-                    break;
-                }
-                if (!fast)
-                    break;
-                if (seen & bit) {
-                    fast = 0; /* a repeated key: the last one counts, as orjson has it */
-                    break;
-                }
-                seen |= bit;
-                if (bit == 16)
-                    tags_len = s.p - tags_at;
-                ws(&s);
-                if (s.p < s.end && *s.p == ',') {
-                    s.p++;
-                    continue;
-                }
-                if (s.p < s.end && *s.p == '}') {
-                    s.p++;
-                    break;
-                }
-                fast = 0;
-            }
-        }
+        Point pt;
+        memset(&pt, 0, sizeof pt);
+        pt.tags_at = "";
+        pt.value = 1.0;
+        pt.ts = now;
+        int fast = count <= max_points && scan_point(&s, &pt) == 0;
         PyObject *mtype = NULL;
         Record *e = NULL;
-        if (fast && (seen & 3) == 3) {
+        if (fast) {
             for (int k = 0; k < types.n; k++)
-                if (types.len[k] == type_len && memcmp(types.text[k], type_at, type_len) == 0)
+                if (types.len[k] == pt.type_len && memcmp(types.text[k], pt.type_at, pt.type_len) == 0)
                     mtype = types.obj[k];
-            if (mtype == NULL || mtype == skip_type || (!has_value && mtype != count_type) ||
-                !isfinite(ts) || ts > latest || ts < oldest)
+            if (mtype == NULL || mtype == skip_type || (!pt.has_value && mtype != count_type) ||
+                !isfinite(pt.ts) || pt.ts > latest || pt.ts < oldest)
                 fast = 0;
-        } else {
-            fast = 0;
         }
         if (fast) {
-            uint64_t hash = bytes_hash(bytes_hash(0, name_at, name_len), tags_at, tags_len);
-            Slot *slot = table_find(table, hash, name_at, name_len, tags_at, tags_len);
-            e = slot->rec;
+            uint64_t hash = bytes_hash(bytes_hash(0, pt.name_at, pt.name_len), pt.tags_at, pt.tags_len);
+            e = table_find(table, hash, pt.name_at, pt.name_len, pt.tags_at, pt.tags_len)->rec;
             if (e == NULL) {
-                e = learn_series(table, series_cache, hash, name_at, name_len, tags_at, tags_len, tag_at, tag_len,
-                                 ntags);
-                if (e == NULL) {
-                    if (PyErr_Occurred())
-                        goto done;
-                    fast = 0;
-                }
+                e = learn_series(table, series_cache, hash, pt.name_at, pt.name_len, pt.tags_at, pt.tags_len,
+                                 pt.tag_at, pt.tag_len, pt.ntags);
+                if (e == NULL && PyErr_Occurred())
+                    goto done;
+                fast = e != NULL;
             }
         }
         if (fast) {
             PyObject *held = PyDict_GetItemWithError(known, e->name);
             if (held == NULL && PyErr_Occurred())
                 goto done;
-            if (held != NULL && held != mtype)
-                fast = 0;
+            fast = held == NULL || held == mtype;
         }
         if (fast) {
-            PyObject *idx = PyLong_FromSsize_t(i);
-            PyObject *tsv = PyFloat_FromDouble(ts);
-            PyObject *val = PyFloat_FromDouble(v);
-            int bad = idx == NULL || tsv == NULL || val == NULL;
-            if (!bad)
-                bad = PyList_Append(o_index, idx) | PyList_Append(o_names, e->name) |
-                      PyList_Append(o_types, mtype) | PyList_Append(o_tags, e->tags) |
-                      PyList_Append(o_series, e->key) | PyList_Append(o_ts, tsv) | PyList_Append(o_values, val);
-            Py_XDECREF(idx);
-            Py_XDECREF(tsv);
-            Py_XDECREF(val);
-            if (bad)
+            if (append_point(&out, i, e->name, mtype, e->tags, e->key, pt.ts, pt.value) < 0)
                 goto done;
         } else {
             s.p = point_at;
@@ -875,19 +872,11 @@ parse_json(PyObject *self, PyObject *args)
                 Py_DECREF(span);
             }
         }
-        ws(&s);
-        if (s.p < s.end && *s.p == ',') {
-            s.p++;
-            continue;
-        }
-        if (s.p < s.end && *s.p == ']') {
-            s.p++;
-            break;
-        }
-        goto not_plain;
+        more = next_member(&s, ']');
     }
-    ws(&s);
-    if (s.p >= s.end || *s.p++ != '}')
+    if (more < 0)
+        goto not_plain;
+    if (!take(&s, '}'))
         goto not_plain;
     ws(&s);
     if (s.p != s.end)
