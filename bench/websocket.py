@@ -32,8 +32,9 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import websockets
@@ -42,6 +43,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import body_dir, cpu_seconds, rtanalytics_server, server_pid, wrk
 from workload import NAMES, batch
+
+T = TypeVar("T")
 
 
 def rss_kib(pid: int) -> int:
@@ -188,6 +191,28 @@ async def post_at_rate(base: str, bodies: list[bytes], rate: float, seconds: flo
         return sent * per_request / (time.monotonic() - started)
 
 
+def with_subscribers(
+    args: argparse.Namespace, base: str, ws_url: str, pid: int, load: Callable[[], Awaitable[T]]
+) -> tuple[T, float, list[float]]:
+    """Connect the subscribers, then run `load` while a marker value is posted every 250 ms;
+    return what the load returned, the share of a core the service used meanwhile, and the
+    ingest-response -> receipt latencies of the marker (ms)."""
+    subs = Subscribers(ws_url, args.subscribers, args.seconds + 5, args.watch_ingested)
+
+    async def loaded() -> tuple[dict[float, float], T]:
+        return await asyncio.gather(markers(base, args.seconds), load())
+
+    before, started = cpu_seconds(pid), time.monotonic()
+    sent, result = asyncio.run(loaded())
+    cpu = (cpu_seconds(pid) - before) / (time.monotonic() - started)
+    received = subs.received()
+    return (
+        result,
+        cpu,
+        [(at - sent[value]) * 1000 for value, at in received if value in sent and at >= sent[value]],
+    )
+
+
 def at_rate(args: argparse.Namespace, base: str, ws_url: str, bodies: list[bytes], pid: int) -> None:
     """Ingest at a fixed rate alone, then with the subscribers; what the subscriptions cost is the
     service CPU they add. The service is one process on one core, so a fraction L of a core
@@ -199,22 +224,11 @@ def at_rate(args: argparse.Namespace, base: str, ws_url: str, bodies: list[bytes
         started = time.monotonic()
         rate_alone = asyncio.run(post_at_rate(base, bodies, args.rate, args.seconds))
         alone_cpu.append((cpu_seconds(pid) - before) / (time.monotonic() - started))
-        subs = Subscribers(ws_url, args.subscribers, args.seconds + 5, args.watch_ingested)
-
-        async def loaded() -> tuple[dict[float, float], float]:
-            sent, achieved = await asyncio.gather(
-                markers(base, args.seconds), post_at_rate(base, bodies, args.rate, args.seconds)
-            )
-            return sent, achieved
-
-        before = cpu_seconds(pid)
-        started = time.monotonic()
-        sent, rate_with = asyncio.run(loaded())
-        with_cpu.append((cpu_seconds(pid) - before) / (time.monotonic() - started))
-        received = subs.received()
-        latencies += [
-            (at - sent[value]) * 1000 for value, at in received if value in sent and at >= sent[value]
-        ]
+        rate_with, cpu, delays = with_subscribers(
+            args, base, ws_url, pid, lambda: post_at_rate(base, bodies, args.rate, args.seconds)
+        )
+        with_cpu.append(cpu)
+        latencies += delays
         costs.append(with_cpu[-1] - alone_cpu[-1])
         print(
             f"  round: {rate_alone:,.0f} points/s alone: service CPU {alone_cpu[-1]:.0%} of a core; "
@@ -241,7 +255,7 @@ def report_latency(latencies: list[float]) -> None:
         )
 
 
-def saturate(args: argparse.Namespace, base: str, ws_url: str, bodies: list[bytes]) -> None:
+def saturate(args: argparse.Namespace, base: str, ws_url: str, bodies: list[bytes], pid: int) -> None:
     """wrk at full speed alone, then with the subscribers: the throughput lost, directly (noisy
     on a shared machine: the two runs see different neighbours)."""
     with body_dir(bodies) as folder:
@@ -249,20 +263,16 @@ def saturate(args: argparse.Namespace, base: str, ws_url: str, bodies: list[byte
         latencies: list[float] = []
         for _ in range(args.rounds):
             alone = wrk(f"{base}/api/v1/metrics", folder, len(bodies), "application/json", args.seconds, 8)
-            subs = Subscribers(ws_url, args.subscribers, args.seconds + 5, args.watch_ingested)
-
-            async def loaded() -> tuple[dict[float, float], dict[str, float]]:
-                load = asyncio.to_thread(
+            with_subs, _, delays = with_subscribers(
+                args,
+                base,
+                ws_url,
+                pid,
+                lambda: asyncio.to_thread(
                     wrk, f"{base}/api/v1/metrics", folder, len(bodies), "application/json", args.seconds, 8
-                )
-                sent, result = await asyncio.gather(markers(base, args.seconds), load)
-                return sent, result
-
-            sent, with_subs = asyncio.run(loaded())
-            received = subs.received()
-            latencies += [
-                (at - sent[value]) * 1000 for value, at in received if value in sent and at >= sent[value]
-            ]
+                ),
+            )
+            latencies += delays
             alone_rates.append(alone["rps"] * 1000)
             loaded_rates.append(with_subs["rps"] * 1000)
             losses.append(1 - with_subs["rps"] / alone["rps"])
@@ -318,7 +328,7 @@ def main() -> None:
         pid = server_pid(args.port)
         ws_url = base.replace("http://", "ws://")
         if args.saturate:
-            saturate(args, base, ws_url, bodies)
+            saturate(args, base, ws_url, bodies, pid)
         else:
             at_rate(args, base, ws_url, bodies, pid)
     if args.idle:
@@ -327,13 +337,8 @@ def main() -> None:
 
 def idle(args: argparse.Namespace) -> None:
     """Open many idle connections (each with one subscription) and measure the service's memory."""
-
     with rtanalytics_server(args.port + 1, env={"RTA_MAX_SUBSCRIPTIONS": str(10 * args.idle)}) as base:
-        pid = int(
-            subprocess.run(
-                ["pgrep", "-f", f"serve --port {args.port + 1}"], capture_output=True, text=True
-            ).stdout.split()[0]
-        )
+        pid = server_pid(args.port + 1)
         before = rss_kib(pid)
 
         async def hold() -> int:
