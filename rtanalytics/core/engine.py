@@ -32,7 +32,7 @@ from rtanalytics.core.metrics import (
     parse_json_points,
     parse_points,
 )
-from rtanalytics.core.planner import Plan, plan_range, plan_trailing, range_buckets
+from rtanalytics.core.planner import Plan, plan_range, plan_trailing, range_buckets, trailing_span
 from rtanalytics.core.query import Query, TagFilter, parse_query
 from rtanalytics.core.results import (
     IngestResult,
@@ -42,10 +42,11 @@ from rtanalytics.core.results import (
     ResultRow,
     SeriesPoint,
 )
-from rtanalytics.core.selection import SelectionCache
+from rtanalytics.core.selection import GroupKey, SelectionCache, group_of, group_order
 from rtanalytics.core.states import (
     DEFAULT_AGGREGATION,
     DEFAULT_PERCENTILES,
+    Partials,
     fields_read,
     supported_aggregations,
     supports,
@@ -55,6 +56,17 @@ from rtanalytics.ports.clock import Clock
 from rtanalytics.ports.metric_store import MetricStore
 
 ChangeListener = Callable[[str, frozenset[str]], None]
+WATCH_IDLE_S = 60.0  # a watch no live query has read for this long is stopped (tick)
+MAX_WATCHES = 1_000
+
+
+@attrs.define
+class _Watching:
+    """A store watch kept for live queries on one (tenant, metric, filters, group_by)."""
+
+    id: int | None  # None: the store cannot keep one; asked again once this entry expires
+    since: float
+    used_at: float
 
 
 @attrs.frozen
@@ -85,6 +97,7 @@ class AnalyticsEngine:
         self._types: dict[str, dict[str, MetricType]] = {}
         self._listeners: list[ChangeListener] = []
         self._selections = SelectionCache()
+        self._watches: dict[tuple[Any, ...], _Watching] = {}
         self.points_accepted = 0
         self.points_rejected: dict[str, int] = {}
 
@@ -228,8 +241,15 @@ class AnalyticsEngine:
         """Every metric the tenant has."""
         return await self.store.metrics(tenant)
 
-    async def query(self, query: Query | Mapping[str, Any], tenant: str = "default") -> QueryResult:
-        """Answer a query (a `Query` or the JSON body of /api/v1/query)."""
+    async def query(
+        self, query: Query | Mapping[str, Any], tenant: str = "default", *, live: bool = False
+    ) -> QueryResult:
+        """Answer a query (a `Query` or the JSON body of /api/v1/query).
+
+        `live`: the query will be asked again and again (a live query). A trailing window is then
+        answered from a standing aggregate (a store watch) of each metric where the store keeps
+        one: a row per group instead of every series. The answer is the same; only sums may
+        differ in the last bits, being added in another order."""
         started = time.perf_counter()
         q = query if isinstance(query, Query) else parse_query(query)
         now = self.clock.now()
@@ -245,7 +265,7 @@ class AnalyticsEngine:
             info = infos.get(name)
             if info is None:
                 continue
-            out, matched, plan, cut = await self._run_one(q, info, tenant, now)
+            out, matched, plan, cut = await self._run_one(q, info, tenant, now, live)
             rows.extend(out)
             omitted += plan.omitted
             resolution_used = plan.resolution_s
@@ -298,43 +318,36 @@ class AnalyticsEngine:
         return max(1, window_ms // 1000)
 
     async def _run_one(
-        self, q: Query, info: MetricInfo, tenant: str, now: float
+        self, q: Query, info: MetricInfo, tenant: str, now: float, live: bool = False
     ) -> tuple[list[ResultRow], int, Plan, bool]:
         kind = KIND_OF_TYPE[info.type]
         aggregation = q.aggregation or DEFAULT_AGGREGATION[info.type]
         window_s = self._window_s(q, info)
-        plan: Plan
-        if q.is_range:
-            assert q.start is not None
-            plan = plan_range(q.start, q.end if q.end is not None else now, window_s, now, self.tiers)
+        watched = await self._read_watch(q, info, tenant, now, window_s, aggregation) if live else None
+        if watched is not None:
+            keys, labels, partials, matched, plan = watched
         else:
-            plan = plan_trailing(window_s, now, self.tiers)
-        series = await self.store.series(tenant, info.name)
-        selection = self._selections.get(tenant, info.name, series, q)
-        group_count = len(selection.keys)
-        size = plan.slots * max(1, group_count)
-        if size > self.limits.max_query_size:
-            raise QueryTooLargeError.of(
-                [
-                    Problem(
-                        "group_by",
-                        f"{plan.slots} buckets x {group_count} groups = {size} values for {info.name!r}, "
-                        f"over MAX_QUERY_SIZE={self.limits.max_query_size}",
-                    )
-                ]
+            if q.is_range:
+                assert q.start is not None
+                plan = plan_range(q.start, q.end if q.end is not None else now, window_s, now, self.tiers)
+            else:
+                plan = plan_trailing(window_s, now, self.tiers)
+            series = await self.store.series(tenant, info.name)
+            selection = self._selections.get(tenant, info.name, series, q)
+            self._check_size(plan, len(selection.keys), info.name)
+            keys = selection.keys if (selection.keys or q.group_by) else ((),)
+            labels = selection.labels if (selection.keys or q.group_by) else ({},)
+            partials = await self.store.aggregate(
+                tenant,
+                info.name,
+                kind,
+                selection.ids,
+                selection.groups,
+                len(keys),
+                plan,
+                fields_read(aggregation),
             )
-        keys = selection.keys if (selection.keys or q.group_by) else ((),)
-        labels = selection.labels if (selection.keys or q.group_by) else ({},)
-        partials = await self.store.aggregate(
-            tenant,
-            info.name,
-            kind,
-            selection.ids,
-            selection.groups,
-            len(keys),
-            plan,
-            fields_read(aggregation),
-        )
+            matched = len(selection.ids)
         percentiles = q.percentiles or DEFAULT_PERCENTILES
         values = partials.values(aggregation, window_s, percentiles)
         present = partials.present()
@@ -355,7 +368,65 @@ class AnalyticsEngine:
             for g in np.flatnonzero(present[:, 0]).tolist() if q.group_by else range(len(keys)):
                 rows.append(ResultRow(info.name, labels[g], aggregation, column[g], None, window_ms))
         rows, cut = _limit(rows, q.limit)
-        return rows, len(selection.ids), plan, cut
+        return rows, matched, plan, cut
+
+    def _check_size(self, plan: Plan, group_count: int, name: str) -> None:
+        size = plan.slots * max(1, group_count)
+        if size > self.limits.max_query_size:
+            raise QueryTooLargeError.of(
+                [
+                    Problem(
+                        "group_by",
+                        f"{plan.slots} buckets x {group_count} groups = {size} values for {name!r}, "
+                        f"over MAX_QUERY_SIZE={self.limits.max_query_size}",
+                    )
+                ]
+            )
+
+    def _watchable(self, window_s: int, now: float) -> tuple[int, int] | None:
+        """The [start, end) of a trailing window when the finest tier alone answers it exactly
+        with the edges plan_trailing gives (a grid of the finest resolution); else None."""
+        finest = self.tiers[0]
+        start, end, grid = trailing_span(window_s, now, self.tiers)
+        if grid != finest.resolution_s or end != finest.bucket(now) + grid or start < finest.oldest(now):
+            return None
+        return start, end
+
+    async def _read_watch(
+        self, q: Query, info: MetricInfo, tenant: str, now: float, window_s: int, aggregation: str
+    ) -> tuple[tuple[GroupKey, ...], tuple[dict[str, str | None], ...], Partials, int, Plan] | None:
+        """A live trailing query of one metric from the store's watch of it (started on first
+        use); None when it has to read series (a range, a window past the finest tier, or a
+        store that keeps no watch)."""
+        span = None if q.is_range else self._watchable(window_s, now)
+        if span is None:
+            return None
+        key = (tenant, info.name, q.filters, q.group_by)
+        watching = self._watches.get(key)
+        if watching is None:
+            if len(self._watches) >= MAX_WATCHES:
+                return None
+            wid = await self.store.watch(tenant, info.name, KIND_OF_TYPE[info.type], group_of(q))
+            watching = self._watches[key] = _Watching(wid, now, now)
+        watching.used_at = now
+        if watching.id is None:
+            return None
+        read = await self.store.read_watch(watching.id, *span, fields_read(aggregation))
+        if read is None:  # broken (no room for a new group): read series from now on
+            await self.store.unwatch(watching.id)
+            watching.id = None
+            return None
+        kind = KIND_OF_TYPE[info.type]
+        plan = Plan((float(span[0]),), window_s, (), self.tiers[0].resolution_s)
+        group_keys: list[GroupKey] = [k for k in read.keys if isinstance(k, tuple)]
+        order = sorted(range(len(group_keys)), key=lambda i: group_order(group_keys[i]))
+        self._check_size(plan, len(order), info.name)
+        if not order and not q.group_by:
+            return ((),), ({},), Partials(kind, 1, 1), read.series, plan
+        partials = read.partials.take(order) if order != list(range(len(order))) else read.partials
+        keys = tuple(group_keys[i] for i in order)
+        labels = tuple(dict(zip(q.group_by, k)) for k in keys)
+        return keys, labels, partials, read.series, plan
 
     async def current(
         self,
@@ -415,8 +486,17 @@ class AnalyticsEngine:
             )
 
     async def tick(self) -> int:
-        """Housekeeping: forget series with no data left in any tier."""
-        return await self.store.evict(self.clock.now())
+        """Housekeeping: forget series with no data left in any tier, and stop watches no live
+        query has read for WATCH_IDLE_S (a refused one is asked for again after that)."""
+        now = self.clock.now()
+        for key, watching in list(self._watches.items()):
+            if now - watching.used_at > WATCH_IDLE_S or (
+                watching.id is None and now - watching.since > WATCH_IDLE_S
+            ):
+                del self._watches[key]
+                if watching.id is not None:
+                    await self.store.unwatch(watching.id)
+        return await self.store.evict(now)
 
 
 def _rank(value: Any) -> float:

@@ -91,11 +91,23 @@ def parse_live(message: dict[str, Any], fallback_id: str) -> LiveQuery:
 
 
 @attrs.define(eq=False)
+class _Group:
+    """The subscriptions of one tenant asking the same query: change notices mark the group,
+    and one evaluation answers every member that is due."""
+
+    tenant: str
+    query: Query
+    subscriptions: set[_Subscription] = attrs.field(factory=set)
+    version: int = 0  # change notices so far
+
+
+@attrs.define(eq=False)
 class _Subscription:
     live: LiveQuery
     connection: Connection
+    group: _Group
     last: dict[tuple[str, GroupKey], Any] = attrs.field(factory=dict)
-    dirty: bool = True
+    seen: int = -1  # the group's version at this subscription's last evaluation
     due_at: float = 0.0
     refreshed_at: float = 0.0
 
@@ -123,11 +135,12 @@ class LiveQueries:
         self.clock = clock
         self.max_per_tenant = max_per_tenant
         self.max_per_connection = max_per_connection
-        self._by_metric: dict[tuple[str, str], set[_Subscription]] = {}
+        self._groups: dict[tuple[str, Query], _Group] = {}
+        self._by_metric: dict[tuple[str, str], set[_Group]] = {}
         self._per_tenant: dict[str, int] = {}
         self._connections: set[Connection] = set()
         self._ids = itertools.count(1)
-        self._marked: set[_Subscription] = set()  # changed since their last evaluation
+        self._marked: set[_Group] = set()  # changed since some member's last evaluation
         self._next_sweep = 0.0
         self.evaluations = 0  # queries run, for the benchmark and the service's own metrics
 
@@ -171,11 +184,15 @@ class LiveQueries:
             raise LimitExceededError(
                 f"tenant {connection.tenant!r} may hold at most {self.max_per_tenant} subscriptions"
             )
-        subscription = _Subscription(live, connection)
+        group = self._groups.get((connection.tenant, live.query))
+        if group is None:
+            group = self._groups[(connection.tenant, live.query)] = _Group(connection.tenant, live.query)
+            for name in live.query.metrics:
+                self._by_metric.setdefault((connection.tenant, name), set()).add(group)
+        subscription = _Subscription(live, connection, group)
+        group.subscriptions.add(subscription)
         connection.subscriptions[live.id] = subscription
         self._per_tenant[connection.tenant] = self._per_tenant.get(connection.tenant, 0) + 1
-        for name in live.query.metrics:
-            self._by_metric.setdefault((connection.tenant, name), set()).add(subscription)
         return live
 
     def unsubscribe(
@@ -195,44 +212,56 @@ class LiveQueries:
 
     def _drop(self, connection: Connection, sub_id: str) -> None:
         subscription = connection.subscriptions.pop(sub_id)
-        self._marked.discard(subscription)
         self._per_tenant[connection.tenant] -= 1
-        for name in subscription.live.query.metrics:
-            held = self._by_metric.get((connection.tenant, name))
+        group = subscription.group
+        group.subscriptions.discard(subscription)
+        if group.subscriptions:
+            return
+        del self._groups[(group.tenant, group.query)]
+        self._marked.discard(group)
+        for name in group.query.metrics:
+            held = self._by_metric.get((group.tenant, name))
             if held is not None:
-                held.discard(subscription)
+                held.discard(group)
                 if not held:
-                    del self._by_metric[(connection.tenant, name)]
+                    del self._by_metric[(group.tenant, name)]
 
     def notice(self, tenant: str, names: frozenset[str]) -> None:
-        """A change notice: mark the subscriptions on these metrics (and only those)."""
+        """A change notice: mark the queries on these metrics (and only those)."""
         for name in names:
-            for subscription in self._by_metric.get((tenant, name), ()):
-                subscription.dirty = True
-                self._marked.add(subscription)
+            for group in self._by_metric.get((tenant, name), ()):
+                group.version += 1
+                self._marked.add(group)
 
     async def run_due(self) -> int:
         """Evaluate the subscriptions that are marked, or stale, and whose interval allows;
         return how many queries ran."""
         now = self.clock.now()
-        due = [s for s in self._marked if now >= s.due_at]
+        due = []
+        for group in list(self._marked):
+            version = group.version
+            waiting = [s for s in group.subscriptions if s.seen < version]
+            if not waiting:
+                self._marked.discard(group)
+            due += [s for s in waiting if now >= s.due_at]
         if now >= self._next_sweep:  # stale windows: a full scan once a second, not every tick
             self._next_sweep = now + 1.0
             due += [
                 s
                 for c in self._connections
                 for s in c.subscriptions.values()
-                if not s.dirty and now >= s.due_at and now - s.refreshed_at >= REFRESH_S
+                if s.seen == s.group.version and now >= s.due_at and now - s.refreshed_at >= REFRESH_S
             ]
         return await self._evaluate(due, now) if due else 0
 
     async def _evaluate(self, subscriptions: list[_Subscription], now: float) -> int:
-        by_query: dict[tuple[str, Query], list[_Subscription]] = {}
+        by_group: dict[_Group, list[_Subscription]] = {}
         for s in subscriptions:
-            by_query.setdefault((s.connection.tenant, s.live.query), []).append(s)
-        for (tenant, query), group in by_query.items():
+            by_group.setdefault(s.group, []).append(s)
+        for shared, group in by_group.items():
+            tenant, query, version = shared.tenant, shared.query, shared.version
             try:
-                result = await self.engine.query(query, tenant)
+                result = await self.engine.query(query, tenant, live=True)
                 rows = result.results
             except ValidationError:
                 rows = ()  # e.g. an aggregation the metric's type cannot answer: nothing to push
@@ -246,8 +275,7 @@ class LiveQueries:
             )
             keyed = [((row.metric, tuple(row.group.items())), row) for row in (*rows, *silent)]
             for s in group:
-                s.dirty = False
-                self._marked.discard(s)
+                s.seen = version
                 s.due_at = now + s.live.interval_s
                 s.refreshed_at = now
                 last = s.last
@@ -258,7 +286,7 @@ class LiveQueries:
                         changed.append(row)
                 if changed:
                     s.connection.sink(LiveUpdate(s.live.id, tuple(changed), now))
-        return len(by_query)
+        return len(by_group)
 
 
 _UNSEEN = object()

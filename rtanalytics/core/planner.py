@@ -107,16 +107,7 @@ def plan_trailing(window_s: int, now: float, tiers: Sequence[Tier]) -> Plan:
     keeps the start): the start to the nearest multiple of g, the end past `now`, so the bucket
     being filled counts.
     """
-    tolerance = max(1, window_s // 60)
-    index = max(i for i, t in enumerate(tiers) if t.resolution_s <= tolerance)
-    end_grid = tiers[index].resolution_s
-    end = align(now, end_grid) + end_grid
-    while True:
-        grid = tiers[index].resolution_s
-        start = math.floor((now - window_s) / grid + 0.5) * grid
-        if start >= tiers[index].oldest(now) or index == len(tiers) - 1:
-            break
-        index += 1  # the start is older than this grid's tier keeps; answer it a tier coarser
+    start, end, grid = trailing_span(window_s, now, tiers)
     pieces: dict[int, list[tuple[int, int]]] = {}
     _cut(start, end, len(tiers) - 1, now, tiers, pieces)
     reads = tuple(
@@ -125,6 +116,21 @@ def plan_trailing(window_s: int, now: float, tiers: Sequence[Tier]) -> Plan:
     )
     finest = min((tiers[i].resolution_s for i in pieces), default=grid)
     return Plan((float(start),), window_s, reads, finest)
+
+
+def trailing_span(window_s: int, now: float, tiers: Sequence[Tier]) -> tuple[int, int, int]:
+    """The [start, end) plan_trailing reads for a window ending now, and the grid its start
+    snapped to."""
+    tolerance = max(1, window_s // 60)
+    index = max(i for i, t in enumerate(tiers) if t.resolution_s <= tolerance)
+    end_grid = tiers[index].resolution_s
+    end = align(now, end_grid) + end_grid
+    while True:
+        grid = tiers[index].resolution_s
+        start = math.floor((now - window_s) / grid + 0.5) * grid
+        if start >= tiers[index].oldest(now) or index == len(tiers) - 1:
+            return start, end, grid
+        index += 1  # the start is older than this grid's tier keeps; answer it a tier coarser
 
 
 def _cut(

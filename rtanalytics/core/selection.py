@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 
 import attrs
 import numpy as np
 
+from rtanalytics.core.metrics import Tags
 from rtanalytics.core.query import Query
 from rtanalytics.ports.metric_store import SeriesSet
 
@@ -24,31 +25,43 @@ class Selection:
     labels: tuple[dict[str, str | None], ...]  # each key as {tag: value}, built once; read-only
 
 
-def _order(key: GroupKey) -> tuple[tuple[bool, str], ...]:
+def group_order(key: GroupKey) -> tuple[tuple[bool, str], ...]:
+    """Sort key of group keys: by value, a missing tag (None) last."""
     return tuple((v is None, v or "") for v in key)
+
+
+def group_of(query: Query) -> Callable[[Tags], GroupKey | None]:
+    """A series' group key under the query's filters and group_by; None when filtered out."""
+    group_by = query.group_by
+
+    def of(tags: Tags) -> GroupKey | None:
+        if not query.matches(tags):
+            return None
+        if not group_by:
+            return ()
+        as_dict = dict(tags)
+        return tuple(as_dict.get(k) for k in group_by)
+
+    return of
 
 
 def select(series: SeriesSet, query: Query) -> Selection:
     """Filter a metric's series and group them by the query's `group_by` tags."""
     chosen: list[int] = []
     keys: list[GroupKey] = []
-    group_by = query.group_by
+    of = group_of(query)
     for sid, tags in zip(series.ids.tolist(), series.tags):
-        if not query.matches(tags):
-            continue
-        chosen.append(sid)
-        if group_by:
-            as_dict = dict(tags)
-            keys.append(tuple(as_dict.get(k) for k in group_by))
-        else:
-            keys.append(())
-    distinct = sorted(set(keys), key=_order)
+        key = of(tags)
+        if key is not None:
+            chosen.append(sid)
+            keys.append(key)
+    distinct = sorted(set(keys), key=group_order)
     number = {key: i for i, key in enumerate(distinct)}
     return Selection(
         np.array(chosen, dtype=np.int64),
         np.array([number[k] for k in keys], dtype=np.int64),
         tuple(distinct),
-        tuple(dict(zip(group_by, key)) for key in distinct),
+        tuple(dict(zip(query.group_by, key)) for key in distinct),
     )
 
 

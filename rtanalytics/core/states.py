@@ -210,6 +210,14 @@ class Partials:
                     else:
                         mine.merge(sketch)
 
+    def take(self, groups: Sequence[int]) -> Partials:
+        """The grid with its groups (rows) in this order."""
+        out = Partials.__new__(Partials)
+        out.kind = self.kind
+        out.fields = {name: array[groups] for name, array in self.fields.items()}
+        out.sketches = self.sketches[groups] if self.sketches is not None else None
+        return out
+
     def present(self) -> np.ndarray:
         """Cells that hold at least one point."""
         return self.fields["count"] > 0

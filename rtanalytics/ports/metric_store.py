@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Protocol
 
 import attrs
@@ -30,6 +30,19 @@ class StoreStats:
     series_by_tenant: Mapping[str, int]
     metrics_by_tenant: Mapping[str, int]
     details: Mapping[str, object] = attrs.field(factory=dict)
+
+
+GroupOf = Callable[[Tags], Hashable | None]  # a series' group key in a watch; None: not in it
+
+
+@attrs.frozen
+class WatchRead:
+    """What a standing aggregate holds for a span: its group keys (in no particular order), their
+    bucket states as (groups x 1), and how many series it takes."""
+
+    keys: tuple[Hashable, ...]
+    partials: Partials
+    series: int
 
 
 class MetricStore(Protocol):
@@ -73,6 +86,26 @@ class MetricStore(Protocol):
     ) -> Partials:
         """Bucket states of the given series merged per (group, plan slot); only `fields` (and
         "sketch") need be filled, None meaning all."""
+        ...
+
+    async def watch(self, tenant: str, name: str, kind: StateKind, group_of: GroupOf) -> int | None:
+        """Start a standing aggregate (a watch) of one metric: its series merged by group_of,
+        seeded from the finest tier and kept up to date by every later write, so that a live
+        query reads a row per group instead of every series. None when the store cannot keep
+        one -- it does not see every write (another process writes to the same cluster), or it
+        has no room; live queries then read series as any query does."""
+        ...
+
+    async def read_watch(
+        self, watch: int, start: int, end: int, fields: frozenset[str] | None = None
+    ) -> WatchRead | None:
+        """A watch's groups, each with the buckets of the finest tier in [start, end) merged
+        into one slot (only `fields` and "sketch" need be filled, None meaning all); None when
+        it can no longer answer (gone, or a new group found no room)."""
+        ...
+
+    async def unwatch(self, watch: int) -> None:
+        """Stop and free a watch."""
         ...
 
     async def totals(self, tenant: str, name: str, series_ids: np.ndarray) -> np.ndarray:

@@ -7,7 +7,7 @@ import math
 import numpy as np
 
 from rtanalytics.core.metrics import MetricInfo, MetricType, PointBatch, StateKind
-from rtanalytics.core.planner import plan_range, plan_trailing
+from rtanalytics.core.planner import plan_range, plan_trailing, trailing_span
 from rtanalytics.core.windows import default_tiers
 
 NOW = 1_700_000_000.0
@@ -197,3 +197,82 @@ async def test_answers_match_the_memory_store_on_random_data(store) -> None:
         by_tags = {t: row for t, row in zip(theirs.tags, totals_ref.tolist())}
         for t, row in zip(mine.tags, totals_mine.tolist()):
             assert np.allclose(row, by_tags[t]), (name, t)
+
+
+async def test_a_watch_reads_as_its_series_aggregated(store) -> None:
+    """A store may keep no watch (None); one it keeps must read, for any plan over the finest
+    tier, what aggregating its groups' series reads -- through writes before and after it
+    started, new series and groups, evicted series whose rows are used again, and other
+    watches on the same series."""
+    from rtanalytics.core.metrics import KIND_OF_TYPE
+
+    rng = np.random.default_rng(11)
+    kinds = {"pct": MetricType.PERCENTILE, "uniq": MetricType.UNIQUE, "avg": MetricType.AVERAGE}
+
+    def points(count: int, now: float, hosts: int) -> PointBatch:
+        out = []
+        for _ in range(count):
+            name = str(rng.choice(list(kinds)))
+            tags = {"host": f"h{rng.integers(0, hosts)}", "dc": f"d{rng.integers(0, 3)}"}
+            ts = round(now - float(rng.uniform(0, 400)), 3)
+            value: object = (
+                f"u{rng.integers(0, 50)}" if name == "uniq" else float(np.round(rng.normal(5, 3), 2))
+            )
+            out.append((name, kinds[name], tags, ts, value))
+        return batch(*out)
+
+    def by_dc(tags) -> str | None:
+        dc = dict(tags)["dc"]
+        return None if dc == "d2" else dc  # d2 is filtered out
+
+    async def check(now: float, watches: dict[str, int], windows: tuple[int, ...] = (1, 60, 300)) -> None:
+        for name, watch in watches.items():
+            kind = KIND_OF_TYPE[kinds[name]]
+            for window in windows:
+                plan = plan_trailing(window, now, TIERS[:1])
+                start, end, _ = trailing_span(window, now, TIERS[:1])
+                read = await store.read_watch(watch, start, end)
+                series = await store.series("t", name)
+                keys = sorted(read.keys)
+                chosen = [i for i, t in enumerate(series.tags) if by_dc(t) is not None]
+                assert read.series == len(chosen)
+                assert keys == sorted({by_dc(series.tags[i]) for i in chosen})
+                groups = np.array([keys.index(by_dc(series.tags[i])) for i in chosen], dtype=np.int64)
+                want = await store.aggregate("t", name, kind, series.ids[chosen], groups, len(keys), plan)
+                got = read.partials.take([read.keys.index(k) for k in keys])
+                for field in want.fields:
+                    assert np.allclose(got.fields[field], want.fields[field]), (name, field, window)
+                if want.sketches is not None:
+                    for cell, sketch in np.ndenumerate(want.sketches):
+                        other = got.sketches[cell]
+                        if kind is StateKind.QUANTILE and sketch is not None:
+                            assert other == sketch, (name, cell)
+                        elif sketch is not None:
+                            assert round(other.estimate()) == round(sketch.estimate()), (name, cell)
+                        else:
+                            assert other is None
+
+    await write(store, "t", points(300, NOW, 4))
+    watches = {}
+    for name, mtype in kinds.items():
+        watch = await store.watch("t", name, KIND_OF_TYPE[mtype], by_dc)
+        if watch is None:
+            return  # this store keeps no watches: live queries read series
+        watches[name] = watch
+    await check(NOW, watches)
+    second = await store.watch("t", "avg", StateKind.FULL, lambda tags: dict(tags)["host"])
+    assert second is not None  # the same series in two watches at once
+    await write(store, "t", points(300, NOW + 5, 8))  # new hosts: new series, rows, groups
+    await check(NOW + 5, watches, (1, 60, 300, 900))  # 900: reaches back past what was read before
+    await store.unwatch(second)
+    third = await store.watch("t", "avg", StateKind.FULL, by_dc)  # may take the rows `second` freed
+    await write(store, "t", points(300, NOW + 6, 8))
+    await check(NOW + 6, {**watches, "avg": third})
+    await store.unwatch(third)
+    later = NOW + 31 * 86_400  # everything evicted; rows used again by new series
+    assert await store.evict(later) > 0
+    await store.write("t", points(300, later, 6), later, 1_000)
+    await check(later, watches)
+    for watch in watches.values():
+        await store.unwatch(watch)
+    assert await store.read_watch(watches["avg"], int(later) - 60, int(later) + 1) is None

@@ -43,7 +43,7 @@ from rtanalytics.core.metrics import KIND_OF_TYPE, MetricInfo, MetricType, Point
 from rtanalytics.core.planner import Plan
 from rtanalytics.core.states import Partials
 from rtanalytics.core.windows import Tier, default_tiers
-from rtanalytics.ports.metric_store import SeriesSet, StoreStats
+from rtanalytics.ports.metric_store import GroupOf, SeriesSet, StoreStats, WatchRead
 from rtanalytics.ports.update_bus import ChangeHandler
 
 from . import codec
@@ -789,6 +789,19 @@ class IgniteMetricStore:
             for chunk, block in blocks:
                 fold(out, block, chunk, slots, index, fields)
         return out
+
+    async def watch(self, tenant: str, name: str, kind: StateKind, group_of: GroupOf) -> int | None:
+        """None: other instances write to the same cluster, so no aggregate kept from this
+        instance's writes would be whole; live queries read series (MetricStore.watch)."""
+        return None
+
+    async def read_watch(
+        self, watch: int, start: int, end: int, fields: frozenset[str] | None = None
+    ) -> WatchRead | None:
+        return None
+
+    async def unwatch(self, watch: int) -> None:
+        return None
 
     async def totals(self, tenant: str, name: str, series_ids: np.ndarray) -> np.ndarray:
         out = np.zeros((len(series_ids), 2))
