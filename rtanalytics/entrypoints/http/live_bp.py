@@ -40,7 +40,7 @@ class Outbox:
     or being sent, goes through the queues and the pump, in order.
     """
 
-    def __init__(self, direct: Callable[[str], bool] | None = None) -> None:
+    def __init__(self, direct: Callable[[list[str]], bool] | None = None) -> None:
         self.control: deque[dict[str, Any]] = deque(maxlen=CONTROL_LIMIT)
         self.pending: dict[str, dict[tuple[str, Any], str]] = {}  # JSON of each `data`
         self.dropped: dict[str, int] = {}
@@ -76,12 +76,8 @@ class Outbox:
             and sub_id in self.announced
         ):
             head = _data_head(sub_id)
-            for k, row in enumerate(rows):
-                if not self.direct(f"{head}{_data_json(row, update.at)}}}"):
-                    rows = rows[k:]  # the connection is busy: the rest waits in the queue
-                    break
-            else:
-                return
+            if self.direct([f"{head}{_data_json(row, update.at)}}}" for row in rows]):
+                return  # else the connection is busy: the rows wait in the queue
         held = self.pending.setdefault(sub_id, {})
         for row in rows:
             key = (row.metric, tuple(row.group.items()))
@@ -118,9 +114,9 @@ class Outbox:
 DIRECT_WRITE_LIMIT = 64 * 1024  # bytes already waiting in the socket's buffer: past this, queue
 
 
-def direct_writer(ws: WebsocketImplProtocol) -> Callable[[str], bool] | None:
-    """A function that writes one text frame now and says True, or says False (and writes
-    nothing) when the connection is not open, Sanic is itself sending, or the socket's buffer
+def direct_writer(ws: WebsocketImplProtocol) -> Callable[[list[str]], bool] | None:
+    """A function that writes text frames now, in one socket write, and says True, or says
+    False (and writes nothing) when the connection is not open, Sanic is itself sending, or the socket's buffer
     holds more than DIRECT_WRITE_LIMIT (a slow reader: its updates then queue, and lag).
 
     It writes the frame to the transport itself (server frames are not masked): through
@@ -136,7 +132,7 @@ def direct_writer(ws: WebsocketImplProtocol) -> Callable[[str], bool] | None:
     if proto is None or io is None or mutex is None or not isinstance(can_write, asyncio.Event):
         return None
 
-    def write(text: str) -> bool:
+    def write(texts: list[str]) -> bool:
         transport = io.transport
         if (
             proto.state is not State.OPEN
@@ -147,15 +143,18 @@ def direct_writer(ws: WebsocketImplProtocol) -> Callable[[str], bool] | None:
             or transport.get_write_buffer_size() > DIRECT_WRITE_LIMIT
         ):
             return False
-        payload = text.encode()
-        size = len(payload)
-        if size < 126:
-            header = bytes((0x81, size))
-        elif size < 1 << 16:
-            header = bytes((0x81, 126)) + size.to_bytes(2, "big")
-        else:
-            header = bytes((0x81, 127)) + size.to_bytes(8, "big")
-        transport.write(header + payload)
+        frames = []
+        for text in texts:
+            payload = text.encode()
+            size = len(payload)
+            if size < 126:
+                frames.append(bytes((0x81, size)))
+            elif size < 1 << 16:
+                frames.append(bytes((0x81, 126)) + size.to_bytes(2, "big"))
+            else:
+                frames.append(bytes((0x81, 127)) + size.to_bytes(8, "big"))
+            frames.append(payload)
+        transport.write(b"".join(frames))
         return True
 
     return write

@@ -292,16 +292,18 @@ async def test_direct_writes_are_well_formed_text_frames(size: int) -> None:
     write = direct_writer(fake_socket(transport))
     assert write is not None
     text = "é" * (size // 2) + "x" * (size % 2)  # multi-byte UTF-8: the length is in bytes
-    assert write(text)
+    assert write([text, "next"])  # two frames in one socket write
     reader = StreamReader()
     reader.feed_data(transport.written)
     reader.feed_eof()
-    parser = Frame.parse(reader.read_exact, mask=False)
-    try:
-        next(parser)
-    except StopIteration as done:
-        frame = done.value
-    assert frame.opcode is Opcode.TEXT and frame.fin and frame.data.decode() == text
+    for want in (text, "next"):
+        parser = Frame.parse(reader.read_exact, mask=False)
+        try:
+            next(parser)
+        except StopIteration as done:
+            frame = done.value
+        assert frame.opcode is Opcode.TEXT and frame.fin and frame.data.decode() == want
+    assert reader.at_eof()
 
 
 async def test_direct_writes_wait_for_a_busy_or_slow_connection() -> None:
@@ -312,12 +314,12 @@ async def test_direct_writes_wait_for_a_busy_or_slow_connection() -> None:
     write = direct_writer(socket)
     assert write is not None
     transport.buffered = DIRECT_WRITE_LIMIT + 1  # a slow reader
-    assert not write("x")
+    assert not write(["x"])
     transport.buffered = 0
     async with socket.conn_mutex:  # Sanic is sending (a ping, a close)
-        assert not write("x")
+        assert not write(["x"])
     socket.io_proto._can_write.clear()  # the transport asked to pause writing
-    assert not write("x")
+    assert not write(["x"])
     assert transport.written == b""
 
 
@@ -325,9 +327,9 @@ async def test_an_outbox_writes_directly_only_when_nothing_waits() -> None:
     written: list[str] = []
     accept = [True]
 
-    def direct(text: str) -> bool:
+    def direct(texts: list[str]) -> bool:
         if accept[0]:
-            written.append(text)
+            written.extend(texts)
         return accept[0]
 
     def update(value: float) -> LiveUpdate:
