@@ -151,7 +151,9 @@ class AlertService:
         info = infos.get(rule.spec.metric)
         if query.aggregation is None and info is not None and info.type is MetricType.PERCENTILE:
             query = attrs.evolve(query, aggregation="p99")  # a percentile metric's default, as one number
-        result = await self.engine.query(query, rule.tenant)
+        # live: a rule asks the same query again every few seconds, like a live query (a watch
+        # of the metric answers it; the same answer as reading its series)
+        result = await self.engine.query(query, rule.tenant, live=True)
         values: dict[GroupKey, float | None] = {}
         for row in result.results:
             value = row.value

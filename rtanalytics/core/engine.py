@@ -98,6 +98,11 @@ class AnalyticsEngine:
         self._listeners: list[ChangeListener] = []
         self._selections = SelectionCache()
         self._watches: dict[tuple[Any, ...], _Watching] = {}
+        # live answers read from watches, valid while the metric takes no point (its version)
+        # and the window spans the same buckets: a quiet metric watched by many live queries
+        # is read once a second, not once per query per interval
+        self._live_answers: dict[tuple[str, Query, str], tuple[int, tuple[int, int], Any]] = {}
+        self._versions: dict[tuple[str, str], int] = {}
         self.points_accepted = 0
         self.points_rejected: dict[str, int] = {}
 
@@ -179,6 +184,10 @@ class AnalyticsEngine:
                 problem = Problem(f"metrics[{batch.index[i]}]", f"would start a new series, but {reason}")
                 rejected.append(Rejection(batch.index[i], (problem,)))
             accepted = len(batch) - len(refused)
+            if accepted and self._live_answers:
+                versions = self._versions
+                for name in names:
+                    versions[(tenant, name)] = versions.get((tenant, name), 0) + 1
             if accepted and self._listeners:
                 for listener in self._listeners:
                     listener(tenant, names)
@@ -323,7 +332,15 @@ class AnalyticsEngine:
         kind = KIND_OF_TYPE[info.type]
         aggregation = q.aggregation or DEFAULT_AGGREGATION[info.type]
         window_s = self._window_s(q, info)
-        watched = await self._read_watch(q, info, tenant, now, window_s, aggregation) if live else None
+        span = self._watchable(window_s, now) if live and not q.is_range else None
+        if span is not None:
+            version = self._versions.get((tenant, info.name), 0)
+            held = self._live_answers.get((tenant, q, info.name))
+            if held is not None and held[0] == version and held[1] == span:
+                return held[2]  # type: ignore[no-any-return]
+        watched = (
+            await self._read_watch(q, info, tenant, now, span, aggregation) if span is not None else None
+        )
         if watched is not None:
             keys, labels, partials, matched, plan = watched
         else:
@@ -368,6 +385,10 @@ class AnalyticsEngine:
             for g in np.flatnonzero(present[:, 0]).tolist() if q.group_by else range(len(keys)):
                 rows.append(ResultRow(info.name, labels[g], aggregation, column[g], None, window_ms))
         rows, cut = _limit(rows, q.limit)
+        if watched is not None and span is not None:
+            if len(self._live_answers) >= MAX_WATCHES * 4:
+                self._live_answers.clear()
+            self._live_answers[(tenant, q, info.name)] = (version, span, (rows, matched, plan, cut))
         return rows, matched, plan, cut
 
     def _check_size(self, plan: Plan, group_count: int, name: str) -> None:
@@ -393,14 +414,11 @@ class AnalyticsEngine:
         return start, end
 
     async def _read_watch(
-        self, q: Query, info: MetricInfo, tenant: str, now: float, window_s: int, aggregation: str
+        self, q: Query, info: MetricInfo, tenant: str, now: float, span: tuple[int, int], aggregation: str
     ) -> tuple[tuple[GroupKey, ...], tuple[dict[str, str | None], ...], Partials, int, Plan] | None:
-        """A live trailing query of one metric from the store's watch of it (started on first
-        use); None when it has to read series (a range, a window past the finest tier, or a
-        store that keeps no watch)."""
-        span = None if q.is_range else self._watchable(window_s, now)
-        if span is None:
-            return None
+        """A live trailing query of one metric over `span` from the store's watch of it
+        (started on first use); None when it has to read series (a store that keeps no watch)."""
+        window_s = self._window_s(q, info)
         key = (tenant, info.name, q.filters, q.group_by)
         watching = self._watches.get(key)
         if watching is None:

@@ -129,3 +129,16 @@ def test_quantile_sketches_of_runs_equal_sketches_built_value_by_value() -> None
         for v in values[a:b].tolist():
             expected.add(v)
         assert sketch == expected
+
+
+@given(st.lists(values, min_size=0, max_size=8))
+def test_merged_at_once_equals_merging_one_by_one(parts: list[list[float]]) -> None:
+    sketches = []
+    for part in parts:
+        sketch = QuantileSketch()
+        sketch.add_many(part)
+        sketches.append(sketch)
+    one_by_one = QuantileSketch()
+    for sketch in sketches:
+        one_by_one.merge(sketch)
+    assert QuantileSketch.merged(sketches) == one_by_one

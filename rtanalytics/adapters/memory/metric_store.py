@@ -671,6 +671,11 @@ def _merged_cell(cells: list[Cell], distinct: bool) -> Cell:
         values: list[float] = list(itertools.chain.from_iterable(raw))  # type: ignore[arg-type]
         return values if len(values) <= SMALL_CELL else quantile_cell_sketch(values)
     out: QuantileSketch | DistinctSketch | None = None
+    if not distinct:
+        out = QuantileSketch.merged([cell for cell in cells if isinstance(cell, QuantileSketch)])
+        for cell in raw:
+            out.add_many(cell)  # type: ignore[arg-type]
+        return out
     for cell in cells:
         if type(cell) is not raw_type:
             assert isinstance(cell, (QuantileSketch, DistinctSketch))
