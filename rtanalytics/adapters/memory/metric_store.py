@@ -670,23 +670,22 @@ def _merged_cell(cells: list[Cell], distinct: bool) -> Cell:
             return sketch
         values: list[float] = list(itertools.chain.from_iterable(raw))  # type: ignore[arg-type]
         return values if len(values) <= SMALL_CELL else quantile_cell_sketch(values)
-    out: QuantileSketch | DistinctSketch | None = None
     if not distinct:
-        out = QuantileSketch.merged([cell for cell in cells if isinstance(cell, QuantileSketch)])
-        for cell in raw:
-            out.add_many(cell)  # type: ignore[arg-type]
-        return out
+        quantiles = QuantileSketch.merged([cell for cell in cells if isinstance(cell, QuantileSketch)])
+        for values_cell in raw:
+            quantiles.add_many(values_cell)  # type: ignore[arg-type]
+        return quantiles
+    distincts: DistinctSketch | None = None
     for cell in cells:
-        if type(cell) is not raw_type:
-            assert isinstance(cell, (QuantileSketch, DistinctSketch))
-            if out is None:
-                out = cell.copy()
+        if isinstance(cell, DistinctSketch):
+            if distincts is None:
+                distincts = cell.copy()
             else:
-                out.merge(cell)  # type: ignore[arg-type]
-    assert out is not None
-    for cell in raw:
-        out.add_many(cell)  # type: ignore[arg-type]
-    return out
+                distincts.merge(cell)
+    assert distincts is not None
+    for identities_cell in raw:
+        distincts.add_many(identities_cell)  # type: ignore[arg-type]
+    return distincts
 
 
 def _fold_native(
