@@ -191,6 +191,16 @@ async def post_at_rate(base: str, bodies: list[bytes], rate: float, seconds: flo
         return sent * per_request / (time.monotonic() - started)
 
 
+def live_evaluations(base: str) -> float:
+    """The service's count of live query evaluations so far (its own metrics)."""
+    with httpx.Client() as client:
+        text = client.get(f"{base}/api/v1/export/prometheus").text
+    for line in text.splitlines():
+        if line.startswith("rtanalytics_live_evaluations_total "):
+            return float(line.split()[1])
+    return 0.0
+
+
 def with_subscribers(
     args: argparse.Namespace, base: str, ws_url: str, pid: int, load: Callable[[], Awaitable[T]]
 ) -> tuple[T, float, list[float]]:
@@ -202,9 +212,11 @@ def with_subscribers(
     async def loaded() -> tuple[dict[float, float], T]:
         return await asyncio.gather(markers(base, args.seconds), load())
 
-    before, started = cpu_seconds(pid), time.monotonic()
+    before, started, evaluated = cpu_seconds(pid), time.monotonic(), live_evaluations(base)
     sent, result = asyncio.run(loaded())
-    cpu = (cpu_seconds(pid) - before) / (time.monotonic() - started)
+    elapsed = time.monotonic() - started
+    cpu = (cpu_seconds(pid) - before) / elapsed
+    print(f"  {(live_evaluations(base) - evaluated) / elapsed:,.0f} live query evaluations/s")
     received = subs.received()
     return (
         result,

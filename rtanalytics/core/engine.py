@@ -391,6 +391,11 @@ class AnalyticsEngine:
             self._live_answers[(tenant, q, info.name)] = (version, span, (rows, matched, plan, cut))
         return rows, matched, plan, cut
 
+    @property
+    def watches(self) -> int:
+        """Store watches kept for live queries now."""
+        return sum(1 for w in self._watches.values() if w.id is not None)
+
     def _check_size(self, plan: Plan, group_count: int, name: str) -> None:
         size = plan.slots * max(1, group_count)
         if size > self.limits.max_query_size:

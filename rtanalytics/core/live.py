@@ -12,6 +12,7 @@ sink, so a slow client never slows ingestion or anyone else.
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -276,7 +277,7 @@ class LiveQueries:
             keyed = [((row.metric, tuple(row.group.items())), row) for row in (*rows, *silent)]
             for s in group:
                 s.seen = version
-                s.due_at = now + s.live.interval_s
+                s.due_at = _next_due(s.due_at, now, s.live.interval_s)
                 s.refreshed_at = now
                 last = s.last
                 changed = []
@@ -290,3 +291,18 @@ class LiveQueries:
 
 
 _UNSEEN = object()
+
+
+def _next_due(due: float, now: float, interval: float) -> float:
+    """When a subscription that pushed at `now` (it was due at `due`) may push again.
+
+    Pushes fall on the interval's grid of epoch time (multiples of the interval): the members
+    of a query group with one interval then come due at the same tick and share one
+    evaluation, whatever moment each subscribed at (on their own phases, a group of 20 was
+    evaluated at nearly every 50 ms tick instead of every 100 ms). One push per grid step;
+    the first after subscribing, or after falling a whole interval behind, waits a full
+    interval. Steady pushes are `interval` apart give or take the evaluation loop's lateness."""
+    following = due + interval
+    if following > now:
+        return following
+    return math.ceil((now + interval) / interval) * interval

@@ -18,7 +18,7 @@ async def export(request: Request) -> None:
     openmetrics = exposition.wants_openmetrics(request.headers.get("accept"))
     content_type = exposition.OPENMETRICS_CONTENT_TYPE if openmetrics else exposition.TEXT_CONTENT_TYPE
     stats = await app.engine.store.stats()
-    own = request.app.ctx.telemetry.families(app.engine, stats, tenant)
+    own = request.app.ctx.telemetry.families(app.engine, stats, tenant, app.live)
     response = await request.respond(content_type=content_type)
     await response.send(exposition.render(own, openmetrics))
     async for chunk in exposition.chunks(app.engine.snapshots(tenant), openmetrics):

@@ -9,6 +9,7 @@ from prometheus_client import CollectorRegistry, Histogram, disable_created_metr
 from prometheus_client.core import Metric
 
 from rtanalytics.core.engine import AnalyticsEngine
+from rtanalytics.core.live import LiveQueries
 from rtanalytics.ports.metric_store import StoreStats
 
 # `_created` series double every counter and histogram for no use to a scraper of this service.
@@ -30,7 +31,9 @@ class Telemetry:
             registry=self.registry,
         )
 
-    def families(self, engine: AnalyticsEngine, stats: StoreStats, tenant: str) -> list[Metric]:
+    def families(
+        self, engine: AnalyticsEngine, stats: StoreStats, tenant: str, live: LiveQueries | None = None
+    ) -> list[Metric]:
         """Every self-metric now; per-tenant figures only for the tenant asking."""
         out = list(self.registry.collect())
         accepted = Metric("rtanalytics_points_accepted", "Points accepted", "counter")
@@ -44,6 +47,22 @@ class Telemetry:
         up = Metric("rtanalytics_backend_up", "1 when the storage backend answers", "gauge")
         up.add_sample("rtanalytics_backend_up", {"backend": stats.backend}, 1.0 if stats.up else 0.0)
         out.append(up)
+        watches = Metric("rtanalytics_live_watches", "Standing aggregates kept for live queries", "gauge")
+        watches.add_sample("rtanalytics_live_watches", {}, float(engine.watches))
+        out.append(watches)
+        if live is not None:
+            for name, text, value in (
+                ("rtanalytics_live_connections", "Open WebSocket connections", live.connections),
+                ("rtanalytics_live_subscriptions", "Live subscriptions", live.subscriptions),
+            ):
+                gauge = Metric(name, text, "gauge")
+                gauge.add_sample(name, {}, float(value))
+                out.append(gauge)
+            runs = Metric(
+                "rtanalytics_live_evaluations", "Live queries evaluated (one per query group)", "counter"
+            )
+            runs.add_sample("rtanalytics_live_evaluations_total", {}, float(live.evaluations))
+            out.append(runs)
         return out
 
     def observe(self, route: str, method: str, status: int, seconds: float) -> None:

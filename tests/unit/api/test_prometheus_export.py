@@ -104,6 +104,8 @@ async def test_service_metrics_are_exported(app) -> None:
     assert got[("rtanalytics_points_rejected_total", frozenset({("reason", "name")}))] == 1
     assert got[("rtanalytics_active_series", frozenset({("tenant", "default")}))] == 10
     assert got[("rtanalytics_backend_up", frozenset({("backend", "memory")}))] == 1
+    assert got[("rtanalytics_live_subscriptions", frozenset())] == 0
+    assert got[("rtanalytics_live_watches", frozenset())] == 0
     routes = {
         dict(labels)["route"] for name, labels in got if name == "rtanalytics_request_duration_seconds_count"
     }

@@ -73,6 +73,22 @@ async def test_connect_subscribe_and_receive_updates(direct: bool) -> None:
         assert (await recv_type(ws, "pong")) == {"type": "pong"}
 
 
+async def test_live_figures_are_in_the_service_metrics() -> None:
+    async with running() as (_, base), websockets.connect(ws_url(base)) as ws:
+        await recv(ws)
+        await ws.send(json.dumps({"type": "subscribe", "metrics": ["hits"], "interval_ms": 100}))
+        await recv_type(ws, "metric_data")
+        await ingest(base, [{"name": "hits", "type": "count", "value": 2}], "tenant1")
+        await recv_data(ws, 2)  # read from a watch of `hits` once the metric exists
+        async with httpx.AsyncClient() as client:
+            text = (await client.get(f"{base}/api/v1/export/prometheus?tenant_id=tenant1")).text
+    figures = dict(line.rsplit(" ", 1) for line in text.splitlines() if line.startswith("rtanalytics_live"))
+    assert figures["rtanalytics_live_connections"] == "1.0"
+    assert figures["rtanalytics_live_subscriptions"] == "1.0"
+    assert figures["rtanalytics_live_watches"] == "1.0"
+    assert float(figures["rtanalytics_live_evaluations_total"]) >= 2
+
+
 async def test_a_full_live_query_with_groups() -> None:
     async with running() as (_, base), websockets.connect(ws_url(base)) as ws:
         await recv(ws)
