@@ -236,7 +236,9 @@ class Partials:
                 if agg == "unique":
                     out[g][s] = round(sketch.estimate())
                     continue
-                answer = {percentile_key(p): sketch.quantile(p / 100.0) for p in wanted}
+                answer = dict(
+                    zip((percentile_key(p) for p in wanted), sketch.quantiles([p / 100.0 for p in wanted]))
+                )
                 out[g][s] = answer[agg] if agg in PERCENTILE_NAMES else answer
             return out
         if agg == "count":

@@ -7,7 +7,7 @@ from ddsketch import DDSketch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rtanalytics.core.sketches import RELATIVE_ACCURACY, DistinctSketch, QuantileSketch
+from rtanalytics.core.sketches import RELATIVE_ACCURACY, DistinctSketch, QuantileSketch, _bin_value
 
 values = st.lists(
     st.one_of(
@@ -142,3 +142,29 @@ def test_merged_at_once_equals_merging_one_by_one(parts: list[list[float]]) -> N
     for sketch in sketches:
         one_by_one.merge(sketch)
     assert QuantileSketch.merged(sketches) == one_by_one
+
+
+@given(values, st.lists(st.floats(min_value=0, max_value=1), min_size=1, max_size=6))
+def test_quantiles_at_once_equal_one_by_one(xs: list[float], qs: list[float]) -> None:
+    sketch = QuantileSketch()
+    sketch.add_many(xs)
+    one_by_one = []
+    for q in qs:  # the walk of quantile() before quantiles() existed, as the reference
+        rank, seen, found = q * (sketch.count - 1), 0, None
+        for value, n in [
+            *(
+                (-b, sketch.negative[k])
+                for k, b in sorted(((k, _bin_value(k)) for k in sketch.negative), reverse=True)
+            ),
+            (0.0, sketch.zero),
+            *((_bin_value(k), sketch.positive[k]) for k in sorted(sketch.positive)),
+        ]:
+            seen += n
+            if seen > rank:
+                found = value
+                break
+        if found is None:
+            found = _bin_value(max(sketch.positive)) if sketch.positive else 0.0
+        one_by_one.append(found)
+    assert sketch.quantiles(qs) == one_by_one
+    assert [sketch.quantile(q) for q in qs] == one_by_one
