@@ -56,3 +56,13 @@ def test_quantile_blocks_round_trip_and_merge_like_bucket_states() -> None:
         assert merged.field(field)[cell] == getattr(want, field)
     sketch = merged.sketches()[cell]
     assert isinstance(sketch, QuantileSketch) and sketch == want.sketch
+
+
+def test_series_ids_do_not_confuse_a_tag_value_with_more_tags() -> None:
+    from rtanalytics.adapters.ignite.metric_store import series_id
+
+    # as text "name US a=x US b=y", these two were one id (their points would have merged)
+    one = series_id("m", (("a", "x\x1fb=y"),))
+    two = series_id("m", (("a", "x"), ("b", "y")))
+    assert one != two
+    assert series_id("m", (("a", "x"), ("b", "y"))) == two  # the same in every process

@@ -39,7 +39,15 @@ import numpy as np
 import orjson
 
 from rtanalytics.core.errors import BackendUnavailableError
-from rtanalytics.core.metrics import KIND_OF_TYPE, MetricInfo, MetricType, PointBatch, StateKind, Tags
+from rtanalytics.core.metrics import (
+    KIND_OF_TYPE,
+    MetricInfo,
+    MetricType,
+    PointBatch,
+    StateKind,
+    Tags,
+    series_key,
+)
 from rtanalytics.core.planner import Plan
 from rtanalytics.core.states import Partials
 from rtanalytics.core.windows import Tier, default_tiers
@@ -80,8 +88,10 @@ class IgniteSettings:
 
 
 def series_id(name: str, tags: Tags) -> int:
-    """A series' id, the same in every process: 63 bits of BLAKE2b over name and tags."""
-    text = name + SEP + SEP.join(f"{k}={v}" for k, v in tags)
+    """A series' id, the same in every process: 63 bits of BLAKE2b over its series key (name
+    and tags with each value's length, so no tag value can read as more tags). Ids are stored
+    in the registry when a series is first written; a series keeps the id it was given then."""
+    text = series_key(name, tags)
     return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little") >> 1
 
 
@@ -486,6 +496,9 @@ class IgniteMetricStore:
                     sids, new = kept_sids, allowed
                 if new:
                     await self._register(tenant, name, new)
+                    # the registry's ids: another process may have registered one first
+                    registered = self._series[(tenant, name)].by_tags
+                    sids = [registered[batch.tags[i]] for i in keep]
             if not keep:
                 continue
             kind = KIND_OF_TYPE[batch.types[keep[0]]]
