@@ -99,16 +99,26 @@ def series_id(name: str, tags: Tags) -> int:
 class _SeriesReg:
     by_tags: dict[Tags, int]
     view: SeriesSet
+    by_key: dict[str, int]  # the same ids by series key: a str caches its hash, a tags tuple does not
 
 
-def _series_reg(raw: str | None) -> _SeriesReg:
+def _series_reg(name: str, raw: str | None) -> _SeriesReg:
     rows = orjson.loads(raw)["series"] if raw else []
-    return _series_of({tuple((k, v) for k, v in tags): sid for sid, tags in rows})
+    return _series_of(name, {tuple((k, v) for k, v in tags): sid for sid, tags in rows})
 
 
-def _series_of(by_tags: dict[Tags, int]) -> _SeriesReg:
+def _series_of(name: str, by_tags: dict[Tags, int]) -> _SeriesReg:
     ids = np.fromiter(by_tags.values(), dtype=np.int64, count=len(by_tags))
-    return _SeriesReg(by_tags, SeriesSet(ids, tuple(by_tags)))
+    by_key = {series_key(name, tags): sid for tags, sid in by_tags.items()}
+    return _SeriesReg(by_tags, SeriesSet(ids, tuple(by_tags)), by_key)
+
+
+def _numbers(values: list[Any]) -> np.ndarray:
+    """A batch's values as float64; `unique` identities (strings) read as 0 (never used)."""
+    try:
+        return np.fromiter(values, dtype=np.float64, count=len(values))
+    except (TypeError, ValueError):
+        return np.array([0.0 if isinstance(v, str) else v for v in values], dtype=np.float64)
 
 
 def _encode_series(by_tags: Mapping[Tags, int]) -> str:
@@ -424,7 +434,7 @@ class IgniteMetricStore:
         held = self._series.get((tenant, name))
         if held is None:
             raw = await self._get(f"S{SEP}{tenant}{SEP}{name}")
-            held = self._series[(tenant, name)] = _series_reg(raw)
+            held = self._series[(tenant, name)] = _series_reg(name, raw)
         return held
 
     async def series(self, tenant: str, name: str) -> SeriesSet:
@@ -432,12 +442,12 @@ class IgniteMetricStore:
 
     async def _register(self, tenant: str, name: str, new: dict[Tags, int]) -> None:
         def add(raw: str | None) -> str | None:
-            held = _series_reg(raw).by_tags
+            held = _series_reg(name, raw).by_tags
             missing = {tags: sid for tags, sid in new.items() if tags not in held}
             return _encode_series({**held, **missing}) if missing else None
 
         value = await self._update(f"S{SEP}{tenant}{SEP}{name}", add)
-        self._series[(tenant, name)] = _series_reg(value)
+        self._series[(tenant, name)] = _series_reg(name, value)
 
     async def _tenant_series_count(self, tenant: str) -> int:
         infos = await self._metric_reg(tenant)
@@ -446,7 +456,7 @@ class IgniteMetricStore:
             keys = [f"S{SEP}{tenant}{SEP}{n}" for n in missing]
             got = await self._io(lambda: self._registry.get_all(keys))
             for n, k in zip(missing, keys, strict=True):
-                self._series[(tenant, n)] = _series_reg(got.get(k))
+                self._series[(tenant, n)] = _series_reg(n, got.get(k))
         return sum(len(self._series[(tenant, n)].by_tags) for n in infos)
 
     # ---- writes -------------------------------------------------------------------------------
@@ -464,15 +474,19 @@ class IgniteMetricStore:
         for i, name in enumerate(batch.names):
             by_name.setdefault(name, []).append(i)
         refused: list[tuple[int, str]] = []
+        ts_all = np.fromiter(batch.timestamps, dtype=np.float64, count=len(batch))
+        numeric_all = None
+        keys = batch.series
         for name, positions in by_name.items():
             reg = await self._series_reg(tenant, name)
             known = reg.by_tags
+            by_key = reg.by_key
             sids = []
             new: dict[Tags, int] = {}
             for i in positions:
-                tags = batch.tags[i]
-                sid = known.get(tags)
+                sid = by_key.get(keys[i])
                 if sid is None:
+                    tags = batch.tags[i]
                     sid = new.get(tags)
                     if sid is None:
                         sid = new[tags] = series_id(name, tags)
@@ -502,13 +516,16 @@ class IgniteMetricStore:
             if not keep:
                 continue
             kind = KIND_OF_TYPE[batch.types[keep[0]]]
-            ts = np.array([batch.timestamps[i] for i in keep], dtype=np.float64)
+            picked = np.array(keep, dtype=np.int64)
+            ts = ts_all[picked]
             identities = None
             if kind is StateKind.DISTINCT:
                 identities = [str(batch.values[i]) for i in keep]
                 numeric = np.zeros(len(keep))
             else:
-                numeric = np.array([batch.values[i] for i in keep], dtype=np.float64)
+                if numeric_all is None:
+                    numeric_all = _numbers(batch.values)
+                numeric = numeric_all[picked]
             points = Points(kind, np.array(sids, dtype=np.int64), ts, numeric, identities, now)
             self._pending.setdefault((tenant, name), []).append(points)
             self._buffered += len(keep)
@@ -870,12 +887,14 @@ class IgniteMetricStore:
         gone: set[Tags] = set()
 
         def drop(raw: str | None) -> str | None:
-            held = _series_reg(raw).by_tags
+            held = _series_reg(name, raw).by_tags
             gone.clear()
             gone.update(stale & set(held))
             return _encode_series({t: sid for t, sid in held.items() if t not in gone}) if gone else None
 
-        self._series[(tenant, name)] = _series_reg(await self._update(f"S{SEP}{tenant}{SEP}{name}", drop))
+        self._series[(tenant, name)] = _series_reg(
+            name, await self._update(f"S{SEP}{tenant}{SEP}{name}", drop)
+        )
         return len(gone)
 
     async def _refresh_writers(self) -> None:
