@@ -226,27 +226,30 @@ def with_subscribers(
 
 
 def at_rate(args: argparse.Namespace, base: str, ws_url: str, bodies: list[bytes], pid: int) -> None:
-    """Ingest at a fixed rate alone, then with the subscribers; what the subscriptions cost is the
+    """Ingest at a fixed rate alone (every round), then with the subscribers; what the subscriptions cost is the
     service CPU they add. The service is one process on one core, so a fraction L of a core
     spent on them is a fraction L of its ingest throughput lost."""
-    costs, alone_cpu, with_cpu = [], [], []
+    alone_cpu, with_cpu = [], []
     latencies: list[float] = []
+    # Every round alone first: once subscribers have been there, the service keeps their
+    # metrics' watches for a minute and folds points into them, which a later "alone" round
+    # would count as the baseline.
     for _ in range(args.rounds):
         before = cpu_seconds(pid)
         started = time.monotonic()
         rate_alone = asyncio.run(post_at_rate(base, bodies, args.rate, args.seconds))
         alone_cpu.append((cpu_seconds(pid) - before) / (time.monotonic() - started))
+        print(f"  alone: {rate_alone:,.0f} points/s: service CPU {alone_cpu[-1]:.0%} of a core")
+    for _ in range(args.rounds):
         rate_with, cpu, delays = with_subscribers(
             args, base, ws_url, pid, lambda: post_at_rate(base, bodies, args.rate, args.seconds)
         )
         with_cpu.append(cpu)
         latencies += delays
-        costs.append(with_cpu[-1] - alone_cpu[-1])
         print(
-            f"  round: {rate_alone:,.0f} points/s alone: service CPU {alone_cpu[-1]:.0%} of a core; "
-            f"{rate_with:,.0f} points/s with {args.subscribers} subscribers: {with_cpu[-1]:.0%}"
+            f"  with {args.subscribers} subscribers: {rate_with:,.0f} points/s: service CPU {cpu:.0%} of a core"
         )
-    cost = statistics.median(costs)
+    cost = statistics.median(with_cpu) - statistics.median(alone_cpu)
     per_point = statistics.median(alone_cpu) / args.rate
     print(
         f"at {args.rate:,.0f} points/s: service CPU {statistics.median(alone_cpu):.0%} alone, "
