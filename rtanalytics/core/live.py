@@ -100,6 +100,7 @@ class _Group:
     query: Query
     subscriptions: set[_Subscription] = attrs.field(factory=set)
     version: int = 0  # change notices so far
+    values: dict[tuple[str, GroupKey], Any] = attrs.field(factory=dict)  # its last evaluation's answer
 
 
 @attrs.define(eq=False)
@@ -107,7 +108,7 @@ class _Subscription:
     live: LiveQuery
     connection: Connection
     group: _Group
-    last: dict[tuple[str, GroupKey], Any] = attrs.field(factory=dict)
+    last: dict[tuple[str, GroupKey], Any] = attrs.field(factory=dict)  # what it was last sent (shared)
     seen: int = -1  # the group's version at this subscription's last evaluation
     due_at: float = 0.0
     refreshed_at: float = 0.0
@@ -275,18 +276,24 @@ class LiveQueries:
                 if name not in answered
             )
             keyed = [((row.metric, tuple(row.group.items())), row) for row in (*rows, *silent)]
+            values = {key: row.value for key, row in keyed}  # shared by every member pushed now
+            # Members last pushed by the group's previous evaluation (most, once due together)
+            # all hold its values: what changed for them is worked out once.
+            previous = shared.values
+            common = tuple(row for key, row in keyed if previous.get(key, _UNSEEN) != row.value)
+            shared.values = values
             for s in group:
                 s.seen = version
                 s.due_at = _next_due(s.due_at, now, s.live.interval_s)
                 s.refreshed_at = now
                 last = s.last
-                changed = []
-                for key, row in keyed:
-                    if last.get(key, _UNSEEN) != row.value:
-                        last[key] = row.value
-                        changed.append(row)
+                if last is previous:
+                    changed = common
+                else:
+                    changed = tuple(row for key, row in keyed if last.get(key, _UNSEEN) != row.value)
+                s.last = values
                 if changed:
-                    s.connection.sink(LiveUpdate(s.live.id, tuple(changed), now))
+                    s.connection.sink(LiveUpdate(s.live.id, changed, now))
         return len(by_group)
 
 

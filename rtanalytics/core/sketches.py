@@ -118,22 +118,27 @@ class QuantileSketch:
         """quantile(q) of each q, with one pass over the sorted bins."""
         if self.count == 0:
             return [None] * len(qs)
-        order = sorted(range(len(qs)), key=lambda i: qs[i])
         out: list[float | None] = [None] * len(qs)
-        walk = [
-            *((-_bin_value(key), self.negative[key]) for key in sorted(self.negative, reverse=True)),
-            (0.0, self.zero),
-            *((_bin_value(key), self.positive[key]) for key in sorted(self.positive)),
-        ]
-        last = _bin_value(max(self.positive)) if self.positive else 0.0
+        pending = sorted(range(len(qs)), key=lambda i: qs[i])
+        ranks = [qs[i] * (self.count - 1) for i in pending]
         seen = 0
-        position = 0
-        for i in order:
-            rank = qs[i] * (self.count - 1)
-            while position < len(walk) and seen + walk[position][1] <= rank:
-                seen += walk[position][1]
-                position += 1
-            out[i] = walk[position][0] if position < len(walk) else last
+        at = 0  # the next of `pending` to answer
+        sides = (
+            (sorted(self.negative, reverse=True), self.negative, -1.0),
+            ([0], {0: self.zero}, 0.0),
+            (sorted(self.positive), self.positive, 1.0),
+        )
+        for keys, counts, sign in sides:
+            for key in keys:
+                seen += counts[key]
+                while at < len(pending) and seen > ranks[at]:
+                    out[pending[at]] = sign * _bin_value(key) if sign else 0.0
+                    at += 1
+                if at == len(pending):
+                    return out
+        last = _bin_value(max(self.positive)) if self.positive else 0.0
+        for i in pending[at:]:
+            out[i] = last
         return out
 
     def __eq__(self, other: object) -> bool:
