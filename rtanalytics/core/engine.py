@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import attrs
 import numpy as np
@@ -389,6 +389,8 @@ class AnalyticsEngine:
                 for g in (np.flatnonzero(present[:, 0]).tolist() if q.group_by else range(len(keys)))
             ]
         rows, cut = _limit(rows, q.limit)
+        # only answers read from a watch are kept: stores keep watches only when they see every
+        # write, so the versions counted from this process's batches tell every change
         if watched is not None and span is not None:
             if len(self._live_answers) >= MAX_WATCHES * 4:
                 self._live_answers.clear()
@@ -445,7 +447,7 @@ class AnalyticsEngine:
             return None
         kind = KIND_OF_TYPE[info.type]
         plan = Plan((float(span[0]),), window_s, (), self.tiers[0].resolution_s)
-        group_keys: list[GroupKey] = [k for k in read.keys if isinstance(k, tuple)]
+        group_keys = cast(list[GroupKey], list(read.keys))  # what group_of(q) gave: tuples
         order = sorted(range(len(group_keys)), key=lambda i: group_order(group_keys[i]))
         self._check_size(plan, len(order), info.name)
         if not order and not q.group_by:

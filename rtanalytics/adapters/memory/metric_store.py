@@ -219,9 +219,8 @@ class MemoryMetricStore:
             if -1 in codes:
                 refused = self._admit(state, batch, codes, max_series)
             code = np.array(codes, dtype=np.int64)
-        ts_all = np.fromiter(
-            batch.timestamps, dtype=np.float64, count=len(batch)
-        )  # ~25% faster than np.array
+        # np.fromiter: ~25% faster than np.array on a list of floats
+        ts_all = np.fromiter(batch.timestamps, dtype=np.float64, count=len(batch))
         kinds = code & _KIND_MASK
         rows_all = code >> _KIND_BITS
         if refused:
