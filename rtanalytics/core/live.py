@@ -1,12 +1,14 @@
 """Live queries: subscriptions that push their result at once and again whenever it changes.
 
-Change notices mark only the subscriptions on the changed metrics (an index by tenant and
-metric), so ingesting one metric costs nothing for subscriptions on others. A marked
-subscription is evaluated when its `interval` allows, at most once per interval; subscriptions
-asking the same query share one evaluation. Every subscription is also refreshed each
-REFRESH_S, because a trailing window changes as time passes even with no new points. Only the
-groups whose value changed are pushed; pushing is a non-blocking call into the connection's
-sink, so a slow client never slows ingestion or anyone else.
+Subscriptions of a tenant asking the same query form a group. Change notices mark only the
+groups on the changed metrics (an index by tenant and metric), so ingesting one metric costs
+nothing for subscriptions on others. A marked group is evaluated once for the members whose
+`interval` allows, at most once per interval, on the interval's grid of time so that members
+come due together; the engine answers from a standing aggregate of each metric (a store
+watch) where the store keeps one. Every subscription is also refreshed each REFRESH_S, because
+a trailing window changes as time passes even with no new points. Only the groups whose value
+changed are pushed; pushing is a non-blocking call into the connection's sink, so a slow client
+never slows ingestion or anyone else.
 """
 
 from __future__ import annotations
