@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -160,6 +161,7 @@ def direct_writer(ws: WebsocketImplProtocol) -> Callable[[list[str]], bool] | No
     return write
 
 
+@functools.lru_cache(maxsize=65_536)  # one per subscription id; ~10 updates a second each
 def _data_head(sub_id: str) -> str:
     """A metric_data message up to its `data` object."""
     return f'{{"type":"metric_data","id":{orjson.dumps(sub_id).decode()},"data":'
