@@ -258,7 +258,8 @@ class AnalyticsEngine:
         `live`: the query will be asked again and again (a live query). A trailing window is then
         answered from a standing aggregate (a store watch) of each metric where the store keeps
         one: a row per group instead of every series. The answer is the same; only sums may
-        differ in the last bits, being added in another order."""
+        differ in the last bits, being added in another order. `tick()` stops watches no live
+        query has read for a minute (the service calls it every few seconds)."""
         started = time.perf_counter()
         q = query if isinstance(query, Query) else parse_query(query)
         now = self.clock.now()
