@@ -13,11 +13,10 @@ from hypothesis import strategies as st
 
 from rtanalytics.core import metrics
 from rtanalytics.core.metrics import MetricType, parse_json_points, parse_points
-from tests.unit.parsed import canonical
+from tests.unit.parsed import NOW, canonical, point_dicts
 
 pytestmark = pytest.mark.skipif(metrics._speedups is None, reason="the C speedup is not built here")
 
-NOW = 1_700_000_000.0
 OLDEST = NOW - 30 * 86_400
 
 json_scalar = st.one_of(
@@ -34,34 +33,18 @@ json_any = st.recursive(
     ),
     max_leaves=4,
 )
-point = st.fixed_dictionaries(
-    {},
-    optional={
-        "name": st.one_of(st.sampled_from(["api.requests.count", "a", "b.c", "bad name", "é"]), json_any),
-        "type": st.one_of(st.sampled_from([t.value for t in MetricType]), json_any),
-        "value": st.one_of(
-            st.floats(min_value=-1e6, max_value=1e6),
-            st.integers(-1000, 2**63),
-            st.sampled_from([0.1, 1e-7, 123456789.123456789, 2.5e21, -0.0, 1e300]),
-            json_any,
-        ),
-        "tags": st.one_of(
-            st.dictionaries(
-                st.sampled_from(["endpoint", "status", "1bad", "ünï"]),
-                st.one_of(st.sampled_from(["/x", "200", "500", 'q"uote', "tab\t"]), json_any),
-                max_size=3,
-            ),
-            json_any,
-        ),
-        "timestamp": st.one_of(
-            st.floats(min_value=NOW - 40 * 86_400, max_value=NOW + 900),
-            st.integers(min_value=int(NOW) - 100, max_value=int(NOW) + 100),
-            st.just("2023-11-14T22:13:20Z"),
-            json_any,
-        ),
-        "window": st.one_of(st.sampled_from(["1m", "5m"]), json_any),
-        "unit": json_any,
-    },
+point = point_dicts(
+    json_any,
+    names=["api.requests.count", "a", "b.c", "bad name", "é"],
+    values=st.one_of(
+        st.floats(min_value=-1e6, max_value=1e6),
+        st.integers(-1000, 2**63),
+        st.sampled_from([0.1, 1e-7, 123456789.123456789, 2.5e21, -0.0, 1e300]),
+    ),
+    tag_keys=["endpoint", "status", "1bad", "ünï"],
+    tag_values=st.one_of(st.sampled_from(["/x", "200", "500", 'q"uote', "tab\t"]), json_any),
+    windows=["1m", "5m"],
+    extra={"unit": json_any},
 )
 LAYOUTS = [
     lambda body: orjson.dumps(body),

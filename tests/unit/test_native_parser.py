@@ -10,9 +10,7 @@ from hypothesis import strategies as st
 
 from rtanalytics.core import metrics
 from rtanalytics.core.metrics import MetricType, parse_points
-from tests.unit.parsed import canonical
-
-NOW = 1_700_000_000.0
+from tests.unit.parsed import NOW, canonical, point_dicts
 
 pytestmark = pytest.mark.skipif(metrics._speedups is None, reason="the C speedup is not built here")
 
@@ -24,28 +22,13 @@ anything = st.one_of(
     st.text(max_size=5),
     st.lists(st.integers(), max_size=2),
 )
-point = st.fixed_dictionaries(
-    {},
-    optional={
-        "name": st.one_of(st.sampled_from(["api.requests.count", "a", "b.c", "bad name", ""]), anything),
-        "type": st.one_of(st.sampled_from([t.value for t in MetricType]), anything),
-        "value": st.one_of(st.floats(min_value=-1e6, max_value=1e6), st.integers(-1000, 10**20), anything),
-        "tags": st.one_of(
-            st.dictionaries(
-                st.sampled_from(["endpoint", "status", "1bad"]),
-                st.sampled_from(["/x", "200", "500"]),
-                max_size=3,
-            ),
-            anything,
-        ),
-        "timestamp": st.one_of(
-            st.floats(min_value=NOW - 40 * 86_400, max_value=NOW + 900),
-            st.integers(min_value=int(NOW) - 100, max_value=int(NOW) + 100),
-            st.just("2023-11-14T22:13:20Z"),
-            anything,
-        ),
-        "window": st.one_of(st.sampled_from(["1m", "5m", "1500ms"]), anything),
-    },
+point = point_dicts(
+    anything,
+    names=["api.requests.count", "a", "b.c", "bad name", ""],
+    values=st.one_of(st.floats(min_value=-1e6, max_value=1e6), st.integers(-1000, 10**20)),
+    tag_keys=["endpoint", "status", "1bad"],
+    tag_values=st.sampled_from(["/x", "200", "500"]),
+    windows=["1m", "5m", "1500ms"],
 )
 
 
