@@ -22,7 +22,6 @@ from rtanalytics.core.sketches import (
     QuantileSketch,
     add_identities_to_cells,
     bin_keys,
-    cell_sketch,
     quantile_cell_sketch,
 )
 from rtanalytics.core.states import Partials
@@ -44,6 +43,7 @@ _KIND_MASK = (1 << _KIND_BITS) - 1
 assert len(_KINDS) <= 1 << _KIND_BITS
 MAX_WATCH_GROUPS = 1_000  # a standing aggregate with more groups is refused (queries then read series)
 _NEVER = int(np.iinfo(np.int64).max)
+_FOLDS = (("count", np.add), ("sum", np.add), ("min", np.minimum), ("max", np.maximum))  # how fields merge
 
 
 @attrs.define(eq=False)
@@ -539,7 +539,7 @@ def _aggregate(
         position = {f: i for i, f in enumerate(ring.fields)}
         part = Partials(kind, group_count, plan.slots)
         cell = np.ix_(g_ids, s_ids)
-        for field, fold in (("count", np.add), ("sum", np.add), ("min", np.minimum), ("max", np.maximum)):
+        for field, fold in _FOLDS:
             if field in position and (fields is None or field in fields):
                 sub = fold.reduceat(records[:, :, position[field]], s_starts, axis=1)
                 part.fields[field][cell] = fold.reduceat(sub, g_starts, axis=0)
@@ -597,16 +597,13 @@ def _seed(table: _Table, watch: _Watch, start: int) -> None:
         rows = np.array(member_rows, dtype=np.int64)
         block = main.data[np.ix_(rows, cols)]  # (members, columns, fields)
         out = ring.data[drow]
-        for field, fold in (("count", np.add), ("sum", np.add), ("min", np.minimum), ("max", np.maximum)):
+        for field, fold in _FOLDS:
             if field in position:
                 out[cols, position[field]] = fold.reduce(block[:, :, position[field]], axis=0)
         if "last" in position:
-            stamps = block[:, :, position["last_ts"]]
-            latest = stamps.max(axis=0)
+            latest, last = _latest(block[:, :, position["last_ts"]], block[:, :, position["last"]], axis=0)
             out[cols, position["last_ts"]] = latest
-            out[cols, position["last"]] = np.where(
-                stamps == latest, block[:, :, position["last"]], -np.inf
-            ).max(axis=0)
+            out[cols, position["last"]] = last
         if main.sketches is not None:
             assert ring.sketches is not None
             cells = main.sketches[np.ix_(rows, cols)]
@@ -619,6 +616,12 @@ def _seed(table: _Table, watch: _Watch, start: int) -> None:
             for a, b in zip(starts, [*starts[1:], len(c)]):
                 run = cells[r[a:b], c[a]].tolist()
                 ring.sketches[drow, cols[c[a]]] = _merged_cell(run, table.kind is StateKind.DISTINCT)
+
+
+def _latest(stamps: np.ndarray, lasts: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
+    """`last` of bucket states merged along an axis: the latest timestamp, ties to the larger value."""
+    latest = stamps.max(axis=axis)
+    return latest, np.where(stamps == np.expand_dims(latest, axis), lasts, -np.inf).max(axis=axis)
 
 
 def _window(
@@ -634,26 +637,22 @@ def _window(
         return out
     block = ring.data[rows[:, None], cols]  # (rows, columns, fields)
     position = {f: i for i, f in enumerate(ring.fields)}
-    for field, fold in (("count", np.add), ("sum", np.add), ("min", np.minimum), ("max", np.maximum)):
+    for field, fold in _FOLDS:
         if field in position and (fields is None or field in fields):
             out.fields[field][:, 0] = fold.reduce(block[:, :, position[field]], axis=1)
     if "last" in position and (fields is None or "last" in fields):
-        stamps = block[:, :, position["last_ts"]]
-        latest = stamps.max(axis=1)
+        latest, last = _latest(block[:, :, position["last_ts"]], block[:, :, position["last"]], axis=1)
         out.fields["last_ts"][:, 0] = latest
-        out.fields["last"][:, 0] = np.where(
-            stamps == latest[:, None], block[:, :, position["last"]], -np.inf
-        ).max(axis=1)
+        out.fields["last"][:, 0] = last
     if ring.sketches is not None and (fields is None or "sketch" in fields):
         assert out.sketches is not None
-        distinct = kind is StateKind.DISTINCT
-        for g, cells in enumerate(ring.sketches[rows[:, None], cols].tolist()):
-            held = [cell for cell in cells if cell is not None]
-            if held:
-                merged = _merged_cell(held, distinct)
-                out.sketches[g, 0] = (
-                    merged if not isinstance(merged, (list, set)) else cell_sketch(merged, distinct)
-                )
+        _merge_cells(
+            out.sketches,
+            ring.sketches[rows[:, None], cols],
+            np.arange(len(rows)),
+            np.zeros(len(cols), dtype=np.int64),
+            kind is StateKind.DISTINCT,
+        )
     return out
 
 
@@ -757,7 +756,10 @@ def _merge_cells(
         run = picked[a:b].tolist()
         small = [cell for cell in run if type(cell) is raw_type]
         held = out[group, slot]
-        if len(small) < len(run):
+        if len(small) < len(run) and not distinct:  # quantile sketches: their bins summed at once
+            sketches = [cell for cell in run if type(cell) is not raw_type]
+            held = out[group, slot] = QuantileSketch.merged(sketches if held is None else [held, *sketches])
+        elif len(small) < len(run):
             for cell in run:
                 if type(cell) is not raw_type:
                     if held is None:
