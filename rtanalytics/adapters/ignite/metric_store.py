@@ -113,14 +113,6 @@ def _series_of(name: str, by_tags: dict[Tags, int]) -> _SeriesReg:
     return _SeriesReg(by_tags, SeriesSet(ids, tuple(by_tags)), by_key)
 
 
-def _numbers(values: list[Any]) -> np.ndarray:
-    """A batch's values as float64; `unique` identities (strings) read as 0 (never used)."""
-    try:
-        return np.fromiter(values, dtype=np.float64, count=len(values))
-    except (TypeError, ValueError):
-        return np.array([0.0 if isinstance(v, str) else v for v in values], dtype=np.float64)
-
-
 def _encode_series(by_tags: Mapping[Tags, int]) -> str:
     return orjson.dumps(
         {"v": 1, "series": [[sid, [list(t) for t in tags]] for tags, sid in by_tags.items()]}
@@ -524,7 +516,7 @@ class IgniteMetricStore:
                 numeric = np.zeros(len(keep))
             else:
                 if numeric_all is None:
-                    numeric_all = _numbers(batch.values)
+                    numeric_all = batch.numbers()
                 numeric = numeric_all[picked]
             points = Points(kind, np.array(sids, dtype=np.int64), ts, numeric, identities, now)
             self._pending.setdefault((tenant, name), []).append(points)

@@ -225,12 +225,7 @@ class MemoryMetricStore:
         rows_all = code >> _KIND_BITS
         if refused:
             kinds[code < 0] = -1
-        distinct = _KIND_CODE[StateKind.DISTINCT]
-        has_distinct = bool((kinds == distinct).any())
-        if has_distinct:
-            numeric_all = np.array([v if type(v) is float else 0.0 for v in batch.values], dtype=np.float64)
-        else:
-            numeric_all = np.fromiter(batch.values, dtype=np.float64, count=len(batch))
+        numeric_all = batch.numbers()
         # Points of each kind as contiguous runs, in batch order within a kind (a stable sort:
         # float sums then add up in the same order as the numpy reference path's).
         counts = np.bincount(kinds + 1, minlength=len(_KINDS) + 1).tolist()  # [refused, kind 0, ...]
