@@ -340,7 +340,9 @@ class AnalyticsEngine:
             if held is not None and held[0] == version and held[1] == span:
                 return held[2]  # type: ignore[no-any-return]
         watched = (
-            await self._read_watch(q, info, tenant, now, span, aggregation) if span is not None else None
+            await self._read_watch(q, info, tenant, now, span, window_s, aggregation)
+            if span is not None
+            else None
         )
         if watched is not None:
             keys, labels, partials, matched, plan = watched
@@ -426,11 +428,17 @@ class AnalyticsEngine:
         return start, end
 
     async def _read_watch(
-        self, q: Query, info: MetricInfo, tenant: str, now: float, span: tuple[int, int], aggregation: str
+        self,
+        q: Query,
+        info: MetricInfo,
+        tenant: str,
+        now: float,
+        span: tuple[int, int],
+        window_s: int,
+        aggregation: str,
     ) -> tuple[tuple[GroupKey, ...], tuple[dict[str, str | None], ...], Partials, int, Plan] | None:
         """A live trailing query of one metric over `span` from the store's watch of it
         (started on first use); None when it has to read series (a store that keeps no watch)."""
-        window_s = self._window_s(q, info)
         key = (tenant, info.name, q.filters, q.group_by)
         watching = self._watches.get(key)
         if watching is None:
