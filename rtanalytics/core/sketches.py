@@ -24,9 +24,9 @@ import numpy as np
 
 RELATIVE_ACCURACY = 0.01
 _GAMMA = (1 + RELATIVE_ACCURACY) / (1 - RELATIVE_ACCURACY)
-_LOG_GAMMA = math.log(_GAMMA)
+LOG_GAMMA = math.log(_GAMMA)
 # Values this close to zero share the zero bin; 1e-9 keeps bins of nanosecond-scale values.
-_MIN_INDEXABLE = 1e-9
+MIN_INDEXABLE = 1e-9
 _FORMAT_VERSION = 1
 HLL_LG_K = 14
 
@@ -45,11 +45,11 @@ class QuantileSketch:
     def add(self, value: float) -> None:
         """Count one value."""
         self.count += 1
-        if value > _MIN_INDEXABLE:
-            key = math.ceil(math.log(value) / _LOG_GAMMA)
+        if value > MIN_INDEXABLE:
+            key = math.ceil(math.log(value) / LOG_GAMMA)
             self.positive[key] = self.positive.get(key, 0) + 1
-        elif value < -_MIN_INDEXABLE:
-            key = math.ceil(math.log(-value) / _LOG_GAMMA)
+        elif value < -MIN_INDEXABLE:
+            key = math.ceil(math.log(-value) / LOG_GAMMA)
             self.negative[key] = self.negative.get(key, 0) + 1
         else:
             self.zero += 1
@@ -61,11 +61,11 @@ class QuantileSketch:
             return
         self.count += int(arr.size)
         absolute = np.abs(arr)
-        indexable = absolute > _MIN_INDEXABLE
+        indexable = absolute > MIN_INDEXABLE
         self.zero += int(arr.size - np.count_nonzero(indexable))
         keys = np.zeros(arr.shape, dtype=np.int64)
-        keys[indexable] = np.ceil(np.log(absolute[indexable]) / _LOG_GAMMA)
-        for store, mask in ((self.positive, arr > _MIN_INDEXABLE), (self.negative, arr < -_MIN_INDEXABLE)):
+        keys[indexable] = np.ceil(np.log(absolute[indexable]) / LOG_GAMMA)
+        for store, mask in ((self.positive, arr > MIN_INDEXABLE), (self.negative, arr < -MIN_INDEXABLE)):
             if mask.any():
                 uniq, counts = np.unique(keys[mask], return_counts=True)
                 for key, n in zip(uniq.tolist(), counts.tolist()):
@@ -209,18 +209,22 @@ def add_to_cells(cells: np.ndarray, positions: np.ndarray, values: np.ndarray) -
 
 
 def quantile_cell_sketch(values: list[float]) -> QuantileSketch:
-    """The sketch that replaces a small cell's list of values once it holds more than SMALL_CELL."""
+    """The sketch that replaces a small cell's list of values once it holds more than SMALL_CELL.
+
+    One `add` per value (math.log): the memory store's C kernel promotes cells the same way with
+    the same libm log, so both leave the same bins (numpy's log may differ in the last bit)."""
     sketch = QuantileSketch()
-    sketch.add_many(values)
+    for value in values:
+        sketch.add(value)
     return sketch
 
 
 def bin_keys(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Each value's bin key and side (+1, -1, or 0 for the zero bin), in one numpy pass (int64s)."""
     absolute = np.abs(values)
-    indexable = absolute > _MIN_INDEXABLE
+    indexable = absolute > MIN_INDEXABLE
     keys = np.zeros(values.shape, dtype=np.int64)
-    keys[indexable] = np.ceil(np.log(absolute[indexable]) / _LOG_GAMMA)
+    keys[indexable] = np.ceil(np.log(absolute[indexable]) / LOG_GAMMA)
     signs = np.where(indexable, np.sign(values), 0).astype(np.int64)
     return keys, signs
 

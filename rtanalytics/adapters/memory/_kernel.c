@@ -17,14 +17,16 @@
  *     None here) or None.
  *   last_write: float64[capacity] or None (max of ts per row); totals: float64[capacity, 2] or
  *     None (count and sum per row, every point of the batch).
- *   bins: None, or (keys int64[n], signs int64[n], small_cell, promote, sketch_type): add each
- *     value to its quantile cell in `sketches` like core/sketches.py's add_to_cells -- None ->
- *     [value]; a list -> append, and past small_cell values promote(list) replaces it; a
- *     sketch_type instance -> count += 1 and its bin (key, sign: +1 positive, -1 negative,
- *     0 zero) += 1.
+ *   bins: None, or (keys int64[n], signs int64[n], small_cell, sketch_type, log_gamma,
+ *     min_indexable): add each value to its quantile cell in `sketches` like core/sketches.py's
+ *     add_to_cells -- None -> [value]; a list -> append, and past small_cell values the list is
+ *     replaced by the sketch quantile_cell_sketch(list) makes (made here, with the same libm log);
+ *     a sketch_type instance -> count += 1 and its bin (key, sign: +1 positive, -1 negative,
+ *     0 zero) += 1. sketch_type must keep count, zero, positive and negative in __slots__.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <structmember.h>
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
@@ -62,56 +64,129 @@ release(Buf *bufs, int n)
 #define PREFETCH_AHEAD 8
 
 
-static PyObject *s_count, *s_zero, *s_positive, *s_negative;
+/* A QuantileSketch's slots (count, zero, positive, negative), read and written in place: the
+   generic attribute protocol was most of the cost of adding a value to a sketch. */
+typedef struct {
+    Py_ssize_t count, zero, positive, negative;
+} Slots;
 
-/* attr += 1 on an object whose attr is an int. */
 static int
-incr_attr(PyObject *obj, PyObject *attr)
+slot_offset(PyTypeObject *type, const char *name, Py_ssize_t *out)
 {
-    PyObject *held = PyObject_GetAttr(obj, attr);
-    if (held == NULL)
+    PyObject *descr = PyDict_GetItemString(type->tp_dict, name);
+    if (descr == NULL || !Py_IS_TYPE(descr, &PyMemberDescr_Type) ||
+        ((PyMemberDescrObject *)descr)->d_member->type != T_OBJECT_EX) {
+        PyErr_Format(PyExc_TypeError, "%s has no slot %s", type->tp_name, name);
         return -1;
-    long long n = PyLong_AsLongLong(held);
-    Py_DECREF(held);
-    if (n == -1 && PyErr_Occurred())
-        return -1;
-    PyObject *o_n = PyLong_FromLongLong(n + 1);
+    }
+    *out = ((PyMemberDescrObject *)descr)->d_member->offset;
+    return 0;
+}
+
+static inline PyObject **
+slot(PyObject *obj, Py_ssize_t offset)
+{
+    return (PyObject **)((char *)obj + offset);
+}
+
+/* *at += by, for a slot or dict value that holds an int (NULL: unset, reads 0). */
+static int
+incr_slot(PyObject **at, long long by)
+{
+    long long n = 0;
+    if (*at != NULL) {
+        n = PyLong_AsLongLong(*at);
+        if (n == -1 && PyErr_Occurred())
+            return -1;
+    }
+    PyObject *o_n = PyLong_FromLongLong(n + by);
     if (o_n == NULL)
         return -1;
-    int bad = PyObject_SetAttr(obj, attr, o_n);
-    Py_DECREF(o_n);
+    Py_XSETREF(*at, o_n);
+    return 0;
+}
+
+/* bins[key] += by, for a sketch's dict of bin counts. */
+static int
+incr_bin(PyObject *bins, int64_t key, long long by)
+{
+    if (!PyDict_CheckExact(bins)) {
+        PyErr_SetString(PyExc_TypeError, "sketch bins must be a dict");
+        return -1;
+    }
+    PyObject *o_key = PyLong_FromLongLong(key);
+    if (o_key == NULL)
+        return -1;
+    PyObject *held = PyDict_GetItemWithError(bins, o_key);
+    long long n = 0;
+    if (held != NULL)
+        n = PyLong_AsLongLong(held);
+    PyObject *o_n = PyErr_Occurred() ? NULL : PyLong_FromLongLong(n + by);
+    int bad = o_n == NULL ? -1 : PyDict_SetItem(bins, o_key, o_n);
+    Py_XDECREF(o_n);
+    Py_DECREF(o_key);
     return bad;
 }
 
 /* One more value in a quantile sketch: count += 1, and its bin (or the zero count) += 1. */
 static int
-sketch_add(PyObject *sketch, int64_t key, int64_t sign)
+sketch_add(PyObject *sketch, const Slots *at, int64_t key, int64_t sign)
 {
-    if (incr_attr(sketch, s_count) < 0)
+    if (incr_slot(slot(sketch, at->count), 1) < 0)
         return -1;
     if (sign == 0)
-        return incr_attr(sketch, s_zero);
-    PyObject *bins = PyObject_GetAttr(sketch, sign > 0 ? s_positive : s_negative);
-    PyObject *o_key = bins == NULL ? NULL : PyLong_FromLongLong(key);
-    PyObject *o_n = NULL;
-    int bad = -1;
-    if (o_key != NULL) {
-        PyObject *held = PyDict_GetItemWithError(bins, o_key);
-        long long n = held == NULL ? 0 : PyLong_AsLongLong(held);
-        if (!PyErr_Occurred() && (o_n = PyLong_FromLongLong(n + 1)) != NULL)
-            bad = PyDict_SetItem(bins, o_key, o_n);
+        return incr_slot(slot(sketch, at->zero), 1);
+    PyObject *bins = *slot(sketch, sign > 0 ? at->positive : at->negative);
+    if (bins == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "sketch bins are unset");
+        return -1;
     }
-    Py_XDECREF(o_n);
-    Py_XDECREF(o_key);
-    Py_XDECREF(bins);
-    return bad;
+    return incr_bin(bins, key, 1);
 }
 
 typedef struct {
     const int64_t *keys, *signs;
     Py_ssize_t small_cell;
-    PyObject *promote, *sketch_type;
+    PyObject *sketch_type;
+    double log_gamma, min_indexable;
+    Slots at;
 } Bins;
+
+/* The sketch of a small cell's values, as core/sketches.py's quantile_cell_sketch makes it:
+   each value's bin is ceil(log(|v|) / log_gamma) (libm's log, as math.log), |v| <= min_indexable
+   counts as zero. */
+static PyObject *
+promote(PyObject *list, const Bins *bins)
+{
+    PyObject *sketch = PyObject_CallNoArgs(bins->sketch_type);
+    if (sketch == NULL)
+        return NULL;
+    if (Py_TYPE(sketch) != (PyTypeObject *)bins->sketch_type) {
+        PyErr_SetString(PyExc_TypeError, "the sketch type made another type");
+        goto fail;
+    }
+    Py_ssize_t n = PyList_GET_SIZE(list);
+    long long zero = 0;
+    for (Py_ssize_t k = 0; k < n; k++) {
+        double v = PyFloat_AsDouble(PyList_GET_ITEM(list, k));
+        if (v == -1.0 && PyErr_Occurred())
+            goto fail;
+        double absolute = fabs(v);
+        if (!(absolute > bins->min_indexable)) {
+            zero++;
+            continue;
+        }
+        PyObject *side = *slot(sketch, v > 0 ? bins->at.positive : bins->at.negative);
+        if (side == NULL || incr_bin(side, (int64_t)ceil(log(absolute) / bins->log_gamma), 1) < 0)
+            goto fail;
+    }
+    if (incr_slot(slot(sketch, bins->at.count), n) < 0 || incr_slot(slot(sketch, bins->at.zero), zero) < 0)
+        goto fail;
+    return sketch;
+fail:
+    Py_DECREF(sketch);
+    return NULL;
+}
 
 /* Add values[i] to the quantile cell *slot (a reference the object array owns). */
 static int
@@ -144,7 +219,7 @@ cell_add(PyObject **slot, double value, Py_ssize_t i, const Bins *bins)
         if (bad)
             return -1;
         if (PyList_GET_SIZE(cell) > bins->small_cell) {
-            PyObject *sketch = PyObject_CallOneArg(bins->promote, cell);
+            PyObject *sketch = promote(cell, bins);
             if (sketch == NULL)
                 return -1;
             *slot = sketch;
@@ -156,7 +231,7 @@ cell_add(PyObject **slot, double value, Py_ssize_t i, const Bins *bins)
         PyErr_Format(PyExc_TypeError, "a quantile cell holds a %s", Py_TYPE(cell)->tp_name);
         return -1;
     }
-    return sketch_add(cell, bins->keys[i], bins->signs[i]);
+    return sketch_add(cell, &bins->at, bins->keys[i], bins->signs[i]);
 }
 
 static PyObject *
@@ -181,11 +256,17 @@ fold(PyObject *self, PyObject *args)
     }
     if (o_bins != Py_None) {
         PyObject *o_keys, *o_signs;
-        if (!PyArg_ParseTuple(o_bins, "OOnOO", &o_keys, &o_signs, &bins.small_cell, &bins.promote, &bins.sketch_type))
+        if (!PyArg_ParseTuple(o_bins, "OOnO!dd", &o_keys, &o_signs, &bins.small_cell, &PyType_Type,
+                              &bins.sketch_type, &bins.log_gamma, &bins.min_indexable))
+            goto done_in;
+        PyTypeObject *type = (PyTypeObject *)bins.sketch_type;
+        if (slot_offset(type, "count", &bins.at.count) < 0 || slot_offset(type, "zero", &bins.at.zero) < 0 ||
+            slot_offset(type, "positive", &bins.at.positive) < 0 ||
+            slot_offset(type, "negative", &bins.at.negative) < 0)
             goto done_in;
         if (get_buf(o_keys, &in[5], 8, "keys") < 0 || get_buf(o_signs, &in[6], 8, "signs") < 0)
             goto done_in;
-        if (in[5].view.len / 8 != n || in[6].view.len / 8 != n || !PyType_Check(bins.sketch_type)) {
+        if (in[5].view.len / 8 != n || in[6].view.len / 8 != n) {
             PyErr_SetString(PyExc_ValueError, "bins: keys and signs of every point, and a sketch type");
             goto done_in;
         }
@@ -389,11 +470,5 @@ static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_kernel", NULL, -1, 
 PyMODINIT_FUNC
 PyInit__kernel(void)
 {
-    s_count = PyUnicode_InternFromString("count");
-    s_zero = PyUnicode_InternFromString("zero");
-    s_positive = PyUnicode_InternFromString("positive");
-    s_negative = PyUnicode_InternFromString("negative");
-    if (!s_count || !s_zero || !s_positive || !s_negative)
-        return NULL;
     return PyModule_Create(&module);
 }

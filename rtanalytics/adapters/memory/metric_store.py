@@ -16,6 +16,8 @@ import numpy as np
 from rtanalytics.core.metrics import KIND_OF_TYPE, MetricInfo, PointBatch, StateKind, Tags, series_key
 from rtanalytics.core.planner import Plan
 from rtanalytics.core.sketches import (
+    LOG_GAMMA,
+    MIN_INDEXABLE,
     SMALL_CELL,
     Cell,
     DistinctSketch,
@@ -702,7 +704,7 @@ def _fold_native(
     bins = None
     if ids is None and table.rings[0].sketches is not None:
         keys, signs = bin_keys(numeric)
-        bins = (keys, signs, SMALL_CELL, quantile_cell_sketch, QuantileSketch)
+        bins = (keys, signs, SMALL_CELL, QuantileSketch, LOG_GAMMA, MIN_INDEXABLE)
     _kernel.fold(
         np.ascontiguousarray(rows),
         np.ascontiguousarray(ts),
