@@ -5,12 +5,13 @@
  * left to the Python parser (rtanalytics/core/metrics.py), which remains the reference: the
  * tests run both paths on the same inputs and require the same batch.
  *
- * fast_parse(points, now, latest, oldest, series_cache, known_types, types_by_value,
+ * fast_parse(points, now, latest, oldest, table, series_cache, known_types, types_by_value,
  *            skip_type, count_type, index, names, types, tags, series, timestamps, values)
  *   -> list[int], the positions it did not take.
  * series_cache maps (name, tag key 1, tag value 1, ...) in the order a client sent them to
  * (canonical tags, series key), for series the Python parser has seen valid; any other is
- * left to it.
+ * left to it. `table` (a capsule from series_table(), not the one parse_json uses) remembers
+ * what series_cache said, by the UTF-8 of the name and tags as sent.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -25,13 +26,51 @@ typedef struct {
     PyObject *index, *names, *types, *tags, *series, *timestamps, *values;
 } Columns;
 
+/* Positions 0, 1, 2, ... as int objects made once: a batch's index column is the same
+   numbers request after request. */
+static PyObject **positions;
+static Py_ssize_t positions_len;
+
+static PyObject *
+position(Py_ssize_t i)
+{
+    if (i >= positions_len) {
+        Py_ssize_t len = positions_len ? positions_len : 1024;
+        while (len <= i)
+            len *= 2;
+        PyObject **grown = PyMem_Realloc(positions, len * sizeof(PyObject *));
+        if (grown == NULL)
+            return PyErr_NoMemory();
+        for (Py_ssize_t k = positions_len; k < len; k++) {
+            grown[k] = PyLong_FromSsize_t(k);
+            if (grown[k] == NULL) {
+                positions = grown;
+                positions_len = k;
+                return NULL;
+            }
+        }
+        positions = grown;
+        positions_len = len;
+    }
+    return Py_NewRef(positions[i]);
+}
+
+/* A float object for x: `given` itself when it is one (a point dict's own value), else a new one. */
+static inline PyObject *
+float_of(PyObject *given, double x)
+{
+    if (given != NULL && PyFloat_CheckExact(given))
+        return Py_NewRef(given);
+    return PyFloat_FromDouble(x);
+}
+
 static int
 append_point(const Columns *c, Py_ssize_t i, PyObject *name, PyObject *mtype, PyObject *tags, PyObject *series,
-             double ts, double v)
+             double ts, PyObject *ts_obj, double v, PyObject *v_obj)
 {
-    PyObject *idx = PyLong_FromSsize_t(i);
-    PyObject *tsv = PyFloat_FromDouble(ts);
-    PyObject *val = PyFloat_FromDouble(v);
+    PyObject *idx = position(i);
+    PyObject *tsv = float_of(ts_obj, ts);
+    PyObject *val = float_of(v_obj, v);
     int bad = idx == NULL || tsv == NULL || val == NULL;
     if (!bad)
         bad = PyList_Append(c->index, idx) | PyList_Append(c->names, name) | PyList_Append(c->types, mtype) |
@@ -41,148 +80,6 @@ append_point(const Columns *c, Py_ssize_t i, PyObject *name, PyObject *mtype, Py
     Py_XDECREF(tsv);
     Py_XDECREF(val);
     return bad ? -1 : 0;
-}
-
-static PyObject *
-fast_parse(PyObject *self, PyObject *args)
-{
-    PyObject *points, *series_cache, *known, *types_by_value, *skip_type, *count_type;
-    Columns out;
-    double now, latest, oldest;
-    if (!PyArg_ParseTuple(args, "O!dddO!O!O!OOO!O!O!O!O!O!O!",
-                          &PyList_Type, &points, &now, &latest, &oldest,
-                          &PyDict_Type, &series_cache, &PyDict_Type, &known,
-                          &PyDict_Type, &types_by_value, &skip_type, &count_type,
-                          &PyList_Type, &out.index, &PyList_Type, &out.names, &PyList_Type, &out.types,
-                          &PyList_Type, &out.tags, &PyList_Type, &out.series, &PyList_Type, &out.timestamps,
-                          &PyList_Type, &out.values))
-        return NULL;
-    PyObject *slow = PyList_New(0);
-    if (slow == NULL)
-        return NULL;
-    Py_ssize_t n = PyList_GET_SIZE(points);
-    for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *p = PyList_GET_ITEM(points, i);
-        PyObject *name, *raw_type, *mtype, *held, *value, *raw_tags, *tags, *series, *entry, *raw_ts;
-        double v, ts;
-        if (!PyDict_CheckExact(p))
-            goto take_slow;
-        name = PyDict_GetItemWithError(p, k_name);
-        if (name == NULL || !PyUnicode_CheckExact(name)) {
-            if (PyErr_Occurred()) goto fail;
-            goto take_slow;
-        }
-        raw_type = PyDict_GetItemWithError(p, k_type);
-        if (raw_type == NULL || !PyUnicode_CheckExact(raw_type)) {
-            if (PyErr_Occurred()) goto fail;
-            goto take_slow;
-        }
-        mtype = PyDict_GetItemWithError(types_by_value, raw_type);
-        if (mtype == NULL) {
-            if (PyErr_Occurred()) goto fail;
-            goto take_slow;
-        }
-        if (mtype == skip_type)
-            goto take_slow;
-        held = PyDict_GetItemWithError(known, name);
-        if (held == NULL) {
-            if (PyErr_Occurred()) goto fail;
-        } else if (held != mtype) {
-            goto take_slow;
-        }
-        value = PyDict_GetItemWithError(p, k_value);
-        if (value == NULL) {
-            if (PyErr_Occurred()) goto fail;
-            if (mtype != count_type) goto take_slow;
-            v = 1.0;
-        } else if (PyFloat_CheckExact(value)) {
-            v = PyFloat_AS_DOUBLE(value);
-        } else if (PyLong_CheckExact(value)) {
-            v = PyLong_AsDouble(value);
-            if (v == -1.0 && PyErr_Occurred()) { PyErr_Clear(); goto take_slow; }
-        } else if (value == Py_None && mtype == count_type) {
-            v = 1.0;
-        } else {
-            goto take_slow;
-        }
-        if (!isfinite(v))
-            goto take_slow;
-        raw_tags = PyDict_GetItemWithError(p, k_tags);
-        {
-            /* (name, k1, v1, k2, v2, ...) in the order given: one allocation, string hashes
-               that are cached, and no sorting for a series seen valid before. */
-            PyObject *flat;
-            if (raw_tags == NULL || raw_tags == Py_None) {
-                if (PyErr_Occurred()) goto fail;
-                flat = PyTuple_Pack(1, name);
-            } else if (PyDict_CheckExact(raw_tags)) {
-                Py_ssize_t size = PyDict_GET_SIZE(raw_tags), pos = 0, k = 1;
-                PyObject *key, *val;
-                flat = PyTuple_New(1 + 2 * size);
-                if (flat != NULL) {
-                    Py_INCREF(name);
-                    PyTuple_SET_ITEM(flat, 0, name);
-                    while (PyDict_Next(raw_tags, &pos, &key, &val)) {
-                        Py_INCREF(key);
-                        Py_INCREF(val);
-                        PyTuple_SET_ITEM(flat, k, key);
-                        PyTuple_SET_ITEM(flat, k + 1, val);
-                        k += 2;
-                    }
-                }
-            } else {
-                goto take_slow;
-            }
-            if (flat == NULL) goto fail;
-            entry = PyDict_GetItemWithError(series_cache, flat);
-            Py_DECREF(flat);
-            if (entry == NULL) {
-                if (PyErr_Occurred()) {
-                    if (!PyErr_ExceptionMatches(PyExc_TypeError)) goto fail;
-                    PyErr_Clear(); /* an unhashable tag value: the Python parser says what is wrong */
-                }
-                goto take_slow;
-            }
-            if (!PyTuple_CheckExact(entry) || PyTuple_GET_SIZE(entry) != 2) {
-                PyErr_SetString(PyExc_TypeError, "series cache entries are (tags, key) pairs");
-                goto fail;
-            }
-            tags = PyTuple_GET_ITEM(entry, 0);
-            series = PyTuple_GET_ITEM(entry, 1);
-        }
-        raw_ts = PyDict_GetItemWithError(p, k_timestamp);
-        if (raw_ts == NULL || raw_ts == Py_None) {
-            if (PyErr_Occurred()) goto fail;
-            ts = now;
-        } else if (PyFloat_CheckExact(raw_ts)) {
-            ts = PyFloat_AS_DOUBLE(raw_ts);
-        } else if (PyLong_CheckExact(raw_ts)) {
-            ts = PyLong_AsDouble(raw_ts);
-            if (ts == -1.0 && PyErr_Occurred()) { PyErr_Clear(); goto take_slow; }
-        } else {
-            goto take_slow;
-        }
-        if (!isfinite(ts) || ts > latest || ts < oldest)
-            goto take_slow;
-        {
-            int has_window = PyDict_Contains(p, k_window);
-            if (has_window < 0) goto fail;
-            if (has_window) goto take_slow;
-        }
-        if (append_point(&out, i, name, mtype, tags, series, ts, v) < 0)
-            goto fail;
-        continue;
-    take_slow:
-        {
-            PyObject *idx = PyLong_FromSsize_t(i);
-            if (idx == NULL || PyList_Append(slow, idx) < 0) { Py_XDECREF(idx); goto fail; }
-            Py_DECREF(idx);
-        }
-    }
-    return slow;
-fail:
-    Py_DECREF(slow);
-    return NULL;
 }
 
 /* ---- JSON bytes straight to batch columns ----------------------------------------------------
@@ -817,6 +714,260 @@ add_slow(PyObject *slow, Py_ssize_t i, const char *start, const char *end, const
     return 0;
 }
 
+/* ---- point dicts to batch columns --------------------------------------------------------- */
+
+/* A point dict's series as sent: its name's UTF-8 and its tags as (length, key, length, value)
+   in the dict's order, in a buffer of the call; `ok` = 0 when they are not all strings. */
+typedef struct {
+    uint64_t hash;
+    const char *name_at;
+    Py_ssize_t name_len, tags_at, tags_len;
+    int ok;
+} Keyed;
+
+typedef struct {
+    Keyed *items;
+    char *bytes;
+    Py_ssize_t len, cap;
+} Keys;
+
+static int
+keys_put(Keys *keys, const char *at, Py_ssize_t len)
+{
+    if (keys->len + len + 8 > keys->cap) {
+        Py_ssize_t cap = keys->cap ? keys->cap : 4096;
+        while (keys->len + len + 8 > cap)
+            cap *= 2;
+        char *grown = PyMem_Realloc(keys->bytes, cap);
+        if (grown == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        keys->bytes = grown;
+        keys->cap = cap;
+    }
+    int64_t n = len;
+    memcpy(keys->bytes + keys->len, &n, 8);
+    memcpy(keys->bytes + keys->len + 8, at, (size_t)len);
+    keys->len += len + 8;
+    return 0;
+}
+
+static int
+key_point(Keys *keys, Py_ssize_t i, PyObject *p)
+{
+    Keyed *k = &keys->items[i];
+    k->ok = 0;
+    if (!PyDict_CheckExact(p))
+        return 0;
+    PyObject *name = PyDict_GetItemWithError(p, k_name);
+    PyObject *tags = name == NULL ? NULL : PyDict_GetItemWithError(p, k_tags);
+    if (PyErr_Occurred())
+        return -1;
+    if (name == NULL || !PyUnicode_CheckExact(name) || (tags != NULL && tags != Py_None && !PyDict_CheckExact(tags)))
+        return 0;
+    k->name_at = PyUnicode_AsUTF8AndSize(name, &k->name_len);
+    if (k->name_at == NULL) {
+        PyErr_Clear(); /* not encodable (a lone surrogate): the Python parser says what is wrong */
+        return 0;
+    }
+    k->tags_at = keys->len;
+    if (tags != NULL && tags != Py_None) {
+        Py_ssize_t pos = 0;
+        PyObject *key, *val;
+        while (PyDict_Next(tags, &pos, &key, &val)) {
+            const char *at;
+            Py_ssize_t len;
+            for (int side = 0; side < 2; side++) {
+                PyObject *part = side ? val : key;
+                if (!PyUnicode_CheckExact(part) || (at = PyUnicode_AsUTF8AndSize(part, &len)) == NULL) {
+                    PyErr_Clear();
+                    keys->len = k->tags_at;
+                    return 0;
+                }
+                if (keys_put(keys, at, len) < 0)
+                    return -1;
+            }
+        }
+    }
+    k->tags_len = keys->len - k->tags_at;
+    k->hash = bytes_hash(bytes_hash(0, k->name_at, k->name_len), keys->bytes + k->tags_at, k->tags_len);
+    k->ok = 1;
+    return 0;
+}
+
+/* Ask the Python parser's cache for a series this table has not seen yet, by (name, k1, v1, ...)
+   as the client sent them; NULL (no error) when it has not been seen valid. */
+static Record *
+learn_dict_series(Table *t, PyObject *series_cache, const Keyed *k, const char *tags_at, PyObject *name,
+                  PyObject *raw_tags)
+{
+    if (PyErr_Occurred())
+        return NULL;
+    Py_ssize_t size = raw_tags != NULL && raw_tags != Py_None ? PyDict_GET_SIZE(raw_tags) : 0;
+    PyObject *flat = PyTuple_New(1 + 2 * size);
+    if (flat == NULL)
+        return NULL;
+    PyTuple_SET_ITEM(flat, 0, Py_NewRef(name));
+    Py_ssize_t pos = 0, at = 1;
+    PyObject *key, *val;
+    while (size && PyDict_Next(raw_tags, &pos, &key, &val)) {
+        PyTuple_SET_ITEM(flat, at, Py_NewRef(key));
+        PyTuple_SET_ITEM(flat, at + 1, Py_NewRef(val));
+        at += 2;
+    }
+    PyObject *entry = PyDict_GetItemWithError(series_cache, flat);
+    Py_DECREF(flat);
+    if (entry == NULL)
+        return NULL;
+    if (!PyTuple_CheckExact(entry) || PyTuple_GET_SIZE(entry) != 2) {
+        PyErr_SetString(PyExc_TypeError, "series cache entries are (tags, key) pairs");
+        return NULL;
+    }
+    return table_put(t, k->hash, k->name_at, k->name_len, tags_at, k->tags_len, name, PyTuple_GET_ITEM(entry, 0),
+                     PyTuple_GET_ITEM(entry, 1));
+}
+
+static PyObject *
+fast_parse(PyObject *self, PyObject *args)
+{
+    PyObject *points, *capsule, *series_cache, *known, *types_by_value, *skip_type, *count_type;
+    Columns out;
+    double now, latest, oldest;
+    if (!PyArg_ParseTuple(args, "O!dddOO!O!O!OOO!O!O!O!O!O!O!",
+                          &PyList_Type, &points, &now, &latest, &oldest, &capsule,
+                          &PyDict_Type, &series_cache, &PyDict_Type, &known,
+                          &PyDict_Type, &types_by_value, &skip_type, &count_type,
+                          &PyList_Type, &out.index, &PyList_Type, &out.names, &PyList_Type, &out.types,
+                          &PyList_Type, &out.tags, &PyList_Type, &out.series, &PyList_Type, &out.timestamps,
+                          &PyList_Type, &out.values))
+        return NULL;
+    Table *table = PyCapsule_GetPointer(capsule, "rtanalytics.series_table");
+    if (table == NULL)
+        return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(points);
+    Keys keys = {PyMem_Calloc(n ? n : 1, sizeof(Keyed)), NULL, 0, 0};
+    PyObject *slow = keys.items == NULL ? PyErr_NoMemory() : PyList_New(0);
+    if (slow == NULL) {
+        PyMem_Free(keys.items);
+        return NULL;
+    }
+    /* Two passes, as parse_json does: the first works out each point's series key and
+       prefetches its table slot, the second (prefetching records a few points ahead) takes the
+       points. One lookup at a time in the Python parser's dict, its cache misses were the
+       largest cost of this function. */
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (key_point(&keys, i, PyList_GET_ITEM(points, i)) < 0)
+            goto fail;
+        if (keys.items[i].ok)
+            __builtin_prefetch(&table->slots[keys.items[i].hash & (table->cap - 1)]);
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (i + PREFETCH_AHEAD < n && keys.items[i + PREFETCH_AHEAD].ok) {
+            Record *ahead = table->slots[keys.items[i + PREFETCH_AHEAD].hash & (table->cap - 1)].rec;
+            if (ahead != NULL)
+                __builtin_prefetch(ahead);
+        }
+        PyObject *p = PyList_GET_ITEM(points, i);
+        PyObject *name, *raw_type, *mtype, *held, *value, *tags, *series, *raw_ts;
+        double v, ts;
+        if (!PyDict_CheckExact(p))
+            goto take_slow;
+        name = PyDict_GetItemWithError(p, k_name);
+        if (name == NULL || !PyUnicode_CheckExact(name)) {
+            if (PyErr_Occurred()) goto fail;
+            goto take_slow;
+        }
+        raw_type = PyDict_GetItemWithError(p, k_type);
+        if (raw_type == NULL || !PyUnicode_CheckExact(raw_type)) {
+            if (PyErr_Occurred()) goto fail;
+            goto take_slow;
+        }
+        mtype = PyDict_GetItemWithError(types_by_value, raw_type);
+        if (mtype == NULL) {
+            if (PyErr_Occurred()) goto fail;
+            goto take_slow;
+        }
+        if (mtype == skip_type)
+            goto take_slow;
+        held = PyDict_GetItemWithError(known, name);
+        if (held == NULL) {
+            if (PyErr_Occurred()) goto fail;
+        } else if (held != mtype) {
+            goto take_slow;
+        }
+        value = PyDict_GetItemWithError(p, k_value);
+        if (value == NULL) {
+            if (PyErr_Occurred()) goto fail;
+            if (mtype != count_type) goto take_slow;
+            v = 1.0;
+        } else if (PyFloat_CheckExact(value)) {
+            v = PyFloat_AS_DOUBLE(value);
+        } else if (PyLong_CheckExact(value)) {
+            v = PyLong_AsDouble(value);
+            if (v == -1.0 && PyErr_Occurred()) { PyErr_Clear(); goto take_slow; }
+        } else if (value == Py_None && mtype == count_type) {
+            v = 1.0;
+        } else {
+            goto take_slow;
+        }
+        if (!isfinite(v))
+            goto take_slow;
+        {
+            const Keyed *k = &keys.items[i];
+            if (!k->ok)
+                goto take_slow; /* not a name and tags of strings: the Python parser says why */
+            const char *tags_at = keys.bytes + k->tags_at;
+            Record *e = table_find(table, k->hash, k->name_at, k->name_len, tags_at, k->tags_len)->rec;
+            if (e == NULL) {
+                e = learn_dict_series(table, series_cache, k, tags_at, name, PyDict_GetItemWithError(p, k_tags));
+                if (e == NULL) {
+                    if (PyErr_Occurred()) goto fail;
+                    goto take_slow;
+                }
+            }
+            tags = e->tags;
+            series = e->key;
+        }
+        raw_ts = PyDict_GetItemWithError(p, k_timestamp);
+        if (raw_ts == NULL || raw_ts == Py_None) {
+            if (PyErr_Occurred()) goto fail;
+            ts = now;
+        } else if (PyFloat_CheckExact(raw_ts)) {
+            ts = PyFloat_AS_DOUBLE(raw_ts);
+        } else if (PyLong_CheckExact(raw_ts)) {
+            ts = PyLong_AsDouble(raw_ts);
+            if (ts == -1.0 && PyErr_Occurred()) { PyErr_Clear(); goto take_slow; }
+        } else {
+            goto take_slow;
+        }
+        if (!isfinite(ts) || ts > latest || ts < oldest)
+            goto take_slow;
+        {
+            int has_window = PyDict_Contains(p, k_window);
+            if (has_window < 0) goto fail;
+            if (has_window) goto take_slow;
+        }
+        if (append_point(&out, i, name, mtype, tags, series, ts, raw_ts, v, value) < 0)
+            goto fail;
+        continue;
+    take_slow:
+        {
+            PyObject *idx = PyLong_FromSsize_t(i);
+            if (idx == NULL || PyList_Append(slow, idx) < 0) { Py_XDECREF(idx); goto fail; }
+            Py_DECREF(idx);
+        }
+    }
+    PyMem_Free(keys.items);
+    PyMem_Free(keys.bytes);
+    return slow;
+fail:
+    PyMem_Free(keys.items);
+    PyMem_Free(keys.bytes);
+    Py_DECREF(slow);
+    return NULL;
+}
+
 static PyObject *
 parse_json(PyObject *self, PyObject *args)
 {
@@ -941,7 +1092,7 @@ parse_json(PyObject *self, PyObject *args)
             fast = held == NULL || held == q->mtype;
         }
         if (fast) {
-            if (append_point(&out, q->i, e->name, q->mtype, e->tags, e->key, q->ts, q->value) < 0)
+            if (append_point(&out, q->i, e->name, q->mtype, e->tags, e->key, q->ts, NULL, q->value, NULL) < 0)
                 goto done;
         } else if (add_slow(slow, q->i, q->point_at, q->point_end, body.buf) < 0) {
             goto done;

@@ -347,6 +347,12 @@ def _parse_python(
     return rejected
 
 
+# Series already seen valid, for the C parsers: one table for point dicts, one for JSON bytes
+# (each keyed by the series as that form sends it).
+_DICT_TABLE = _speedups.series_table() if _speedups is not None else None
+_SERIES_TABLE = _speedups.series_table() if _speedups is not None else None
+
+
 def parse_points(
     raw_points: Sequence[Any],
     now: float,
@@ -369,6 +375,7 @@ def parse_points(
             now,
             now + MAX_FUTURE_SECONDS,
             oldest,
+            _DICT_TABLE,
             _CACHE.series,
             known_types if known_types is not None else {},
             _TYPES_BY_VALUE,
@@ -393,9 +400,6 @@ def decode_json(body: bytes | str) -> Any:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise ValidationError.of([Problem("body", f"is not valid JSON: {exc}")]) from None
-
-
-_SERIES_TABLE = _speedups.series_table() if _speedups is not None else None
 
 
 def parse_json_points(

@@ -63,3 +63,22 @@ def test_series_keys_tell_apart_tag_values_that_hold_separators() -> None:
     one = metrics.series_key("m", (("a", "1\x1fb=1:2"),))
     two = metrics.series_key("m", (("a", "1"), ("b", "2")))
     assert one != two
+
+
+def test_series_whose_parts_run_together_stay_apart_once_learned() -> None:
+    """The C parser remembers series by their name and tag strings laid end to end (each with
+    its length): series that read alike when run together must stay apart."""
+    tag_sets = [{"bc": "d"}, {"b": "cd"}, {"b": "c", "d": ""}, {"b": "c"}, {}, {"k": "ü"}, {"k": "u"}]
+    points = [
+        {"name": name, "type": "sum", "value": 1.0, "tags": tags}
+        for name in ("run.a", "run.ab")
+        for tags in tag_sets
+    ]
+    python = parse_points(points, NOW, native=False)
+    size = metrics._speedups.series_table_size(metrics._DICT_TABLE)
+    learned = parse_points(points, NOW)  # asks the Python parser's cache, then remembers them
+    assert metrics._speedups.series_table_size(metrics._DICT_TABLE) == size + len(points)
+    again = parse_points(points, NOW)  # found by the C table alone
+    for native in (learned, again):
+        assert canonical(*native) == canonical(*python)
+    assert len(set(again[0].series)) == len(points)
