@@ -720,6 +720,7 @@ add_slow(PyObject *slow, Py_ssize_t i, const char *start, const char *end, const
    in the dict's order, in a buffer of the call; `ok` = 0 when they are not all strings. */
 typedef struct {
     uint64_t hash;
+    PyObject *name; /* borrowed from the point dict */
     const char *name_at;
     Py_ssize_t name_len, tags_at, tags_len;
     int ok;
@@ -791,6 +792,7 @@ key_point(Keys *keys, Py_ssize_t i, PyObject *p)
         }
     }
     k->tags_len = keys->len - k->tags_at;
+    k->name = name;
     k->hash = bytes_hash(bytes_hash(0, k->name_at, k->name_len), keys->bytes + k->tags_at, k->tags_len);
     k->ok = 1;
     return 0;
@@ -871,13 +873,10 @@ fast_parse(PyObject *self, PyObject *args)
         PyObject *p = PyList_GET_ITEM(points, i);
         PyObject *name, *raw_type, *mtype, *held, *value, *tags, *series, *raw_ts;
         double v, ts;
-        if (!PyDict_CheckExact(p))
-            goto take_slow;
-        name = PyDict_GetItemWithError(p, k_name);
-        if (name == NULL || !PyUnicode_CheckExact(name)) {
-            if (PyErr_Occurred()) goto fail;
-            goto take_slow;
-        }
+        const Keyed *k = &keys.items[i];
+        if (!k->ok)
+            goto take_slow; /* not a dict with a name and tags of strings: the Python parser says why */
+        name = k->name;
         raw_type = PyDict_GetItemWithError(p, k_type);
         if (raw_type == NULL || !PyUnicode_CheckExact(raw_type)) {
             if (PyErr_Occurred()) goto fail;
@@ -914,9 +913,6 @@ fast_parse(PyObject *self, PyObject *args)
         if (!isfinite(v))
             goto take_slow;
         {
-            const Keyed *k = &keys.items[i];
-            if (!k->ok)
-                goto take_slow; /* not a name and tags of strings: the Python parser says why */
             const char *tags_at = keys.bytes + k->tags_at;
             Record *e = table_find(table, k->hash, k->name_at, k->name_len, tags_at, k->tags_len)->rec;
             if (e == NULL) {
