@@ -152,13 +152,32 @@ class _Table:
         self.free.append(row)
 
 
+class _SeriesCodes(dict[str, int]):
+    """Series key -> row << _KIND_BITS | kind code. With the C kernel every change is mirrored
+    into its table, where a batch's lookups are prefetched (`_kernel.lookup`)."""
+
+    __slots__ = ("table",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.table = _kernel.code_table() if _kernel is not None else None
+
+    def __setitem__(self, key: str, code: int) -> None:
+        super().__setitem__(key, code)
+        if self.table is not None:
+            _kernel.code_set(self.table, key, code)
+
+    def __delitem__(self, key: str) -> None:
+        super().__delitem__(key)
+        if self.table is not None:
+            _kernel.code_delete(self.table, key)
+
+
 class _Tenant:
     def __init__(self) -> None:
         self.infos: dict[str, MetricInfo] = {}
         self.tables: dict[StateKind, _Table] = {}
-        # series key -> row << _KIND_BITS | kind code: one dict lookup per point on the hot path,
-        # on a string whose hash is cached (the parser hands the same key objects each time)
-        self.codes: dict[str, int] = {}
+        self.codes = _SeriesCodes()
 
     def series_count(self) -> int:
         return sum(len(t.rows) for t in self.tables.values())
@@ -211,7 +230,7 @@ class MemoryMetricStore:
         refused: list[tuple[int, str]] = []
         if _kernel is not None and self.native:
             code = np.empty(len(batch), dtype=np.int64)
-            if _kernel.lookup(state.codes, batch.series, code):
+            if _kernel.lookup(state.codes.table, batch.series, code):
                 codes = code.tolist()
                 refused = self._admit(state, batch, codes, max_series)
                 code = np.array(codes, dtype=np.int64)
