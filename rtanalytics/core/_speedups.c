@@ -64,6 +64,50 @@ float_of(PyObject *given, double x)
     return PyFloat_FromDouble(x);
 }
 
+/* Room for `extra` more items in a column without a resize on each append. */
+static int
+reserve(PyObject *list, Py_ssize_t extra)
+{
+    PyListObject *l = (PyListObject *)list;
+    Py_ssize_t need = Py_SIZE(l) + extra;
+    if (need <= l->allocated)
+        return 0;
+    PyObject **items = PyMem_Realloc(l->ob_item, need * sizeof(PyObject *));
+    if (items == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    l->ob_item = items;
+    l->allocated = need;
+    return 0;
+}
+
+static int
+columns_reserve(const Columns *c, Py_ssize_t extra)
+{
+    PyObject *lists[] = {c->index, c->names, c->types, c->tags, c->series, c->timestamps, c->values};
+    for (int k = 0; k < 7; k++)
+        if (reserve(lists[k], extra) < 0)
+            return -1;
+    return 0;
+}
+
+/* list.append(item), stealing the reference; a store and a size bump while there is room. */
+static inline int
+push(PyObject *list, PyObject *item)
+{
+    PyListObject *l = (PyListObject *)list;
+    Py_ssize_t size = Py_SIZE(l);
+    if (size < l->allocated) {
+        l->ob_item[size] = item;
+        Py_SET_SIZE(l, size + 1);
+        return 0;
+    }
+    int bad = PyList_Append(list, item);
+    Py_DECREF(item);
+    return bad;
+}
+
 static int
 append_point(const Columns *c, Py_ssize_t i, PyObject *name, PyObject *mtype, PyObject *tags, PyObject *series,
              double ts, PyObject *ts_obj, double v, PyObject *v_obj)
@@ -71,15 +115,15 @@ append_point(const Columns *c, Py_ssize_t i, PyObject *name, PyObject *mtype, Py
     PyObject *idx = position(i);
     PyObject *tsv = float_of(ts_obj, ts);
     PyObject *val = float_of(v_obj, v);
-    int bad = idx == NULL || tsv == NULL || val == NULL;
-    if (!bad)
-        bad = PyList_Append(c->index, idx) | PyList_Append(c->names, name) | PyList_Append(c->types, mtype) |
-              PyList_Append(c->tags, tags) | PyList_Append(c->series, series) |
-              PyList_Append(c->timestamps, tsv) | PyList_Append(c->values, val);
-    Py_XDECREF(idx);
-    Py_XDECREF(tsv);
-    Py_XDECREF(val);
-    return bad ? -1 : 0;
+    if (idx == NULL || tsv == NULL || val == NULL) {
+        Py_XDECREF(idx);
+        Py_XDECREF(tsv);
+        Py_XDECREF(val);
+        return -1;
+    }
+    return push(c->index, idx) | push(c->names, Py_NewRef(name)) | push(c->types, Py_NewRef(mtype)) |
+           push(c->tags, Py_NewRef(tags)) | push(c->series, Py_NewRef(series)) | push(c->timestamps, tsv) |
+           push(c->values, val);
 }
 
 /* ---- JSON bytes straight to batch columns ----------------------------------------------------
@@ -845,9 +889,9 @@ fast_parse(PyObject *self, PyObject *args)
                           &PyList_Type, &out.values))
         return NULL;
     Table *table = PyCapsule_GetPointer(capsule, "rtanalytics.series_table");
-    if (table == NULL)
-        return NULL;
     Py_ssize_t n = PyList_GET_SIZE(points);
+    if (table == NULL || columns_reserve(&out, n) < 0)
+        return NULL;
     Keys keys = {PyMem_Calloc(n ? n : 1, sizeof(Keyed)), NULL, 0, 0};
     PyObject *slow = keys.items == NULL ? PyErr_NoMemory() : PyList_New(0);
     if (slow == NULL) {
@@ -1059,6 +1103,8 @@ parse_json(PyObject *self, PyObject *args)
         }
         more = next_member(&s, ']');
     }
+    if (columns_reserve(&out, pending.n) < 0)
+        goto done;
     for (Py_ssize_t j = 0; j < pending.n; j++) {
         if (j + PREFETCH_AHEAD < pending.n) {
             Record *ahead = table->slots[pending.items[j + PREFETCH_AHEAD].hash & (table->cap - 1)].rec;
