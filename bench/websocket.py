@@ -45,6 +45,7 @@ from common import body_dir, cpu_seconds, rtanalytics_server, server_pid, wrk
 from workload import NAMES, batch
 
 T = TypeVar("T")
+BODIES = 32  # request bodies a round cycles through
 
 
 def rss_kib(pid: int) -> int:
@@ -67,9 +68,10 @@ async def subscribers(
     time) pairs of the marker."""
     received: list[tuple[float, float]] = []
     ready = 0
+    frames = 0
 
     async def one(i: int) -> None:
-        nonlocal ready
+        nonlocal ready, frames
         async with websockets.connect(f"{url}/ws/metrics/sub{i}", max_queue=None) as ws:
             await ws.send(
                 json.dumps(
@@ -89,6 +91,7 @@ async def subscribers(
                 except TimeoutError:
                     continue
                 data = message.get("data") or {}
+                frames += message["type"] == "metric_data"
                 if (
                     message["type"] == "metric_data"
                     and data["metric"] == "bench.marker"
@@ -101,7 +104,7 @@ async def subscribers(
         await asyncio.sleep(0.1)
     out.put(("ready", None))
     await asyncio.gather(*tasks, return_exceptions=True)
-    out.put(("received", received))
+    out.put(("received", (received, frames)))
 
 
 def run_subscribers(url: str, count: int, seconds: float, out: multiprocessing.Queue, watch: bool) -> None:  # type: ignore[type-arg]
@@ -141,10 +144,11 @@ class Subscribers:
     def received(self) -> list[tuple[float, float]]:
         """(marker value, receipt time) pairs, once the clients are done."""
         if self.node:
-            pairs = json.loads(self.proc.stdout.readline())
+            out = json.loads(self.proc.stdout.readline())
             self.proc.wait(timeout=60)
-            return [(value, at) for value, at in pairs]
-        _, pairs = self.out.get(timeout=120)
+            self.frames = out["frames"]
+            return [(value, at) for value, at in out["pairs"]]
+        _, (pairs, self.frames) = self.out.get(timeout=120)
         self.proc.join(timeout=60)
         return pairs  # type: ignore[no-any-return]
 
@@ -216,8 +220,11 @@ def with_subscribers(
     sent, result = asyncio.run(loaded())
     elapsed = time.monotonic() - started
     cpu = (cpu_seconds(pid) - before) / elapsed
-    print(f"  {(live_evaluations(base) - evaluated) / elapsed:,.0f} live query evaluations/s")
     received = subs.received()
+    print(
+        f"  {(live_evaluations(base) - evaluated) / elapsed:,.0f} live query evaluations/s, "
+        f"{subs.frames / args.seconds:,.0f} metric_data messages/s received"
+    )
     return (
         result,
         cpu,
@@ -225,7 +232,9 @@ def with_subscribers(
     )
 
 
-def at_rate(args: argparse.Namespace, base: str, ws_url: str, bodies: list[bytes], pid: int) -> None:
+def at_rate(
+    args: argparse.Namespace, base: str, ws_url: str, fresh: Callable[[], list[bytes]], pid: int
+) -> None:
     """Ingest at a fixed rate alone (every round), then with the subscribers; what the subscriptions cost is the
     service CPU they add. The service is one process on one core, so a fraction L of a core
     spent on them is a fraction L of its ingest throughput lost."""
@@ -235,14 +244,16 @@ def at_rate(args: argparse.Namespace, base: str, ws_url: str, bodies: list[bytes
     # metrics' watches for a minute and folds points into them, which a later "alone" round
     # would count as the baseline.
     for _ in range(args.rounds):
+        bodies = fresh()
         before = cpu_seconds(pid)
         started = time.monotonic()
         rate_alone = asyncio.run(post_at_rate(base, bodies, args.rate, args.seconds))
         alone_cpu.append((cpu_seconds(pid) - before) / (time.monotonic() - started))
         print(f"  alone: {rate_alone:,.0f} points/s: service CPU {alone_cpu[-1]:.0%} of a core")
     for _ in range(args.rounds):
+        bodies = fresh()
         rate_with, cpu, delays = with_subscribers(
-            args, base, ws_url, pid, lambda: post_at_rate(base, bodies, args.rate, args.seconds)
+            args, base, ws_url, pid, lambda bodies=bodies: post_at_rate(base, bodies, args.rate, args.seconds)
         )
         with_cpu.append(cpu)
         latencies += delays
@@ -270,21 +281,24 @@ def report_latency(latencies: list[float]) -> None:
         )
 
 
-def saturate(args: argparse.Namespace, base: str, ws_url: str, bodies: list[bytes], pid: int) -> None:
+def saturate(
+    args: argparse.Namespace, base: str, ws_url: str, fresh: Callable[[], list[bytes]], pid: int
+) -> None:
     """wrk at full speed alone, then with the subscribers: the throughput lost, directly (noisy
     on a shared machine: the two runs see different neighbours)."""
-    with body_dir(bodies) as folder:
-        losses, alone_rates, loaded_rates = [], [], []
-        latencies: list[float] = []
-        for _ in range(args.rounds):
-            alone = wrk(f"{base}/api/v1/metrics", folder, len(bodies), "application/json", args.seconds, 8)
+    losses, alone_rates, loaded_rates = [], [], []
+    latencies: list[float] = []
+    for _ in range(args.rounds):
+        bodies = fresh()
+        with body_dir(bodies) as folder:
+            alone = wrk(f"{base}/api/v1/metrics", folder, BODIES, "application/json", args.seconds, 8)
             with_subs, _, delays = with_subscribers(
                 args,
                 base,
                 ws_url,
                 pid,
-                lambda: asyncio.to_thread(
-                    wrk, f"{base}/api/v1/metrics", folder, len(bodies), "application/json", args.seconds, 8
+                lambda folder=folder: asyncio.to_thread(
+                    wrk, f"{base}/api/v1/metrics", folder, BODIES, "application/json", args.seconds, 8
                 ),
             )
             latencies += delays
@@ -331,7 +345,16 @@ def main() -> None:
         service_cpus = "0"
         os.sched_setaffinity(0, os.sched_getaffinity(0) - {0})  # wrk and the subscribers inherit this
     rng = random.Random(9)
-    bodies = [json.dumps({"metrics": batch(time.time(), rng=rng, spread_s=120)}).encode() for _ in range(32)]
+
+    def fresh() -> list[bytes]:
+        """Bodies whose timestamps lie in the last two minutes. Made again for every round: with
+        bodies made once, later rounds' points fell out of the subscriptions' 1-minute windows,
+        their answers stopped changing, and those rounds pushed (and cost) less."""
+        return [
+            json.dumps({"metrics": batch(time.time(), rng=rng, spread_s=120)}).encode() for _ in range(32)
+        ]
+
+    bodies = fresh()
     with rtanalytics_server(
         args.port, env={"RTA_MAX_SUBSCRIPTIONS": str(10 * args.subscribers)}, cpus=service_cpus
     ) as base:
@@ -343,9 +366,9 @@ def main() -> None:
         pid = server_pid(args.port)
         ws_url = base.replace("http://", "ws://")
         if args.saturate:
-            saturate(args, base, ws_url, bodies, pid)
+            saturate(args, base, ws_url, fresh, pid)
         else:
-            at_rate(args, base, ws_url, bodies, pid)
+            at_rate(args, base, ws_url, fresh, pid)
     if args.idle:
         idle(args)
 
