@@ -24,7 +24,6 @@ def parse_duration(text: object) -> int:
     return ms
 
 
-@functools.lru_cache(maxsize=256)
 @functools.lru_cache(maxsize=1024)
 def format_duration(ms: int) -> str:
     """The shortest exact spelling of a duration: 300000 -> '5m'. Cached: a result of 1,000
