@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from rtanalytics.core import metrics
-from rtanalytics.core.metrics import MetricType, parse_points
+from rtanalytics.core.metrics import MAX_FUTURE_SECONDS, MetricType, PointBatch, parse_points
 from tests.unit.parsed import NOW, canonical, point_dicts
 
 pytestmark = pytest.mark.skipif(metrics._speedups is None, reason="the C speedup is not built here")
@@ -82,3 +82,43 @@ def test_series_whose_parts_run_together_stay_apart_once_learned() -> None:
     for native in (learned, again):
         assert canonical(*native) == canonical(*python)
     assert len(set(again[0].series)) == len(points)
+
+
+def test_keys_made_at_run_time_and_other_keys_read_as_the_python_parser_reads_them() -> None:
+    """The C parser finds a point's fields by one walk over its entries, by identity with the
+    interned key literals first: keys built at run time (as a JSON decoder may) must be found
+    by their text, `window` must still send a point to the Python parser, and other keys,
+    strings or not, are ignored."""
+
+    def fresh(text: str) -> str:
+        return "".join(list(text))  # equal to the literal, but another object
+
+    parse_points([{"name": "runtime.keys", "type": "sum", "value": 1.0, "tags": {"k": "v"}}], NOW)
+    points: list[Any] = [
+        {fresh("name"): "runtime.keys", fresh("type"): "sum", fresh("value"): 2.0, fresh("tags"): {"k": "v"}},
+        {"name": "runtime.keys", "type": "sum", "value": 3.0, "tags": {"k": "v"}, fresh("window"): "5m"},
+        {"name": "runtime.keys", "type": "sum", "value": 4.0, "tags": {"k": "v"}, "note": "x", 7: "seven"},
+        {
+            "name": "runtime.keys",
+            "type": "sum",
+            "value": 5.0,
+            "tags": {"k": "v"},
+            fresh("timestamp"): NOW - 1,
+        },
+        {
+            "name": "runtime.keys",
+            "type": "sum",
+            "value": 6.0,
+            "tags": {"k": "v"},
+            "nam": "x",
+            "valu\u0435": 1,
+        },
+    ]
+    python = parse_points(points, NOW, native=False)
+    native = parse_points(points, NOW)
+    assert canonical(*native) == canonical(*python)
+    assert len(native[0]) == 5 and native[0].windows == {"runtime.keys": 300_000}
+    # and the C parser took every point itself but the one with a window
+    args = (NOW, NOW + MAX_FUTURE_SECONDS, NOW - 86_400, metrics._DICT_TABLE, metrics._CACHE.series, {})
+    types = (metrics._TYPES_BY_VALUE, MetricType.UNIQUE, MetricType.COUNT)
+    assert metrics._speedups.fast_parse(points, *args, *types, *PointBatch().columns()) == [1]
