@@ -158,7 +158,10 @@ async def markers(base: str, seconds: float) -> dict[float, float]:
     sent: dict[float, float] = {}
     async with httpx.AsyncClient() as client:
         deadline = time.monotonic() + seconds
-        value = 1.0
+        # The marker is a `max` over a 1-minute window: each round's values must exceed the last
+        # round's, or they change nothing for a minute (rounds started at 1.0 each, and after the
+        # first the subscribers got ~1/40 of the messages).
+        value = float(int(time.time() * 1000))
         while time.monotonic() < deadline:
             response = await client.post(
                 f"{base}/api/v1/metrics",
