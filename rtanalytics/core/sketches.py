@@ -29,6 +29,7 @@ LOG_GAMMA = math.log(_GAMMA)
 MIN_INDEXABLE = 1e-9
 _FORMAT_VERSION = 1
 HLL_LG_K = 14
+_FEW = 96  # values below which add_many adds them one by one (break-even ~100: 64 values 40 vs 50 us)
 
 
 class QuantileSketch:
@@ -55,7 +56,13 @@ class QuantileSketch:
             self.zero += 1
 
     def add_many(self, values: Sequence[float] | np.ndarray) -> None:
-        """Count many values; the bins are computed in one numpy call."""
+        """Count many values; the bins are computed in one numpy call, or value by value for a
+        few (numpy's dozen calls cost ~60 us whatever the size: a live percentile read pools a
+        few small cells each time)."""
+        if len(values) < _FEW:
+            for value in values.tolist() if isinstance(values, np.ndarray) else values:
+                self.add(value)
+            return
         arr = np.asarray(values, dtype=np.float64)
         if arr.size == 0:
             return

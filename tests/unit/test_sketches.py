@@ -168,3 +168,21 @@ def test_quantiles_at_once_equal_one_by_one(xs: list[float], qs: list[float]) ->
         one_by_one.append(found)
     assert sketch.quantiles(qs) == one_by_one
     assert [sketch.quantile(q) for q in qs] == one_by_one
+
+
+@given(values)
+def test_add_many_of_few_or_many_values_counts_what_add_counts(xs: list[float]) -> None:
+    """add_many adds a few values one by one and many with numpy: the same bins either way
+    (the values drawn here are not on a bin's edge, where numpy's log may differ in the last bit)."""
+    one_by_one = QuantileSketch()
+    for x in xs:
+        one_by_one.add(x)
+    for given_as in (xs, np.array(xs)):
+        at_once = QuantileSketch()
+        at_once.add_many(given_as)
+        assert (at_once.positive, at_once.negative, at_once.zero, at_once.count) == (
+            one_by_one.positive,
+            one_by_one.negative,
+            one_by_one.zero,
+            one_by_one.count,
+        )
