@@ -6,6 +6,7 @@ library) runs this same code.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any, cast
@@ -58,6 +59,14 @@ from rtanalytics.ports.metric_store import MetricStore
 ChangeListener = Callable[[str, frozenset[str]], None]
 WATCH_IDLE_S = 60.0  # a watch no live query has read for this long is stopped (tick)
 MAX_WATCHES = 1_000
+
+
+@functools.lru_cache(maxsize=4_096)
+def _per_metric(q: Query) -> Query:
+    """What of a query decides one metric's rows: all of it but the list of metrics. Live
+    queries that share a metric and the rest (dashboards that each add their own metric to a
+    common one) then share its answer: one read per change instead of one per query."""
+    return attrs.evolve(q, metrics=())
 
 
 @attrs.define
@@ -336,7 +345,7 @@ class AnalyticsEngine:
         span = self._watchable(window_s, now) if live and not q.is_range else None
         if span is not None:
             version = self._versions.get((tenant, info.name), 0)
-            held = self._live_answers.get((tenant, q, info.name))
+            held = self._live_answers.get((tenant, _per_metric(q), info.name))
             if held is not None and held[0] == version and held[1] == span:
                 return held[2]  # type: ignore[no-any-return]
         watched = (
@@ -397,7 +406,11 @@ class AnalyticsEngine:
         if watched is not None and span is not None:
             if len(self._live_answers) >= MAX_WATCHES * 4:
                 self._live_answers.clear()
-            self._live_answers[(tenant, q, info.name)] = (version, span, (rows, matched, plan, cut))
+            self._live_answers[(tenant, _per_metric(q), info.name)] = (
+                version,
+                span,
+                (rows, matched, plan, cut),
+            )
         return rows, matched, plan, cut
 
     @property

@@ -111,3 +111,39 @@ def test_a_range_or_a_long_window_reads_series() -> None:
         assert not store._watches
 
     asyncio.run(run())
+
+
+def test_live_queries_that_share_a_metric_share_its_answer() -> None:
+    """Dashboards that each add their own metric to a common one: the common metric's rows are
+    read once per change, not once per query, and each query still gets its own metrics."""
+    store = MemoryMetricStore()
+    engine = Engine(clock=ManualClock(NOW), store=store)
+    reads: list[str] = []
+    read_watch = store.read_watch
+
+    async def counted(watch: int, *args: Any, **kwargs: Any) -> Any:
+        reads.append(store._watches[watch][1].name)
+        return await read_watch(watch, *args, **kwargs)
+
+    store.read_watch = counted  # type: ignore[method-assign]
+
+    async def run() -> None:
+        for name in ("common", "a", "b"):
+            await engine.ingest([{"name": name, "type": "sum", "value": 2}])
+        qa = {"metrics": ["common", "a"], "window": "1m"}
+        qb = {"metrics": ["common", "b"], "window": "1m"}
+        for expected in (2.0, 5.0):
+            reads.clear()
+            answers = [rows(await engine.query(q, live=True)) for q in (qa, qb)]
+            assert answers == [
+                [("common", {}, expected), ("a", {}, 2.0)],
+                [("common", {}, expected), ("b", {}, 2.0)],
+            ]
+            assert sorted(reads) == (["a", "b", "common"] if expected == 2.0 else ["common"])
+            await engine.ingest([{"name": "common", "type": "sum", "value": 3}])
+        # a query that differs in anything but its metrics has an answer of its own
+        reads.clear()
+        await engine.query({"metrics": ["common"], "window": "1m", "aggregation": "count"}, live=True)
+        assert reads == ["common"]
+
+    asyncio.run(run())
