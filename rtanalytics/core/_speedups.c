@@ -314,6 +314,19 @@ table_put(Table *t, uint64_t hash, const char *name_at, Py_ssize_t name_len, con
     return r;
 }
 
+/* Remember what the Python parser's cache says of a series: `entry` is its (tags, key). */
+static Record *
+remember(Table *t, uint64_t hash, const char *name_at, Py_ssize_t name_len, const char *tags_at,
+         Py_ssize_t tags_len, PyObject *name, PyObject *entry)
+{
+    if (!PyTuple_CheckExact(entry) || PyTuple_GET_SIZE(entry) != 2) {
+        PyErr_SetString(PyExc_TypeError, "series cache entries are (tags, key) pairs");
+        return NULL;
+    }
+    return table_put(t, hash, name_at, name_len, tags_at, tags_len, name, PyTuple_GET_ITEM(entry, 0),
+                     PyTuple_GET_ITEM(entry, 1));
+}
+
 typedef struct {
     const char *p, *end;
 } Scan;
@@ -557,12 +570,7 @@ learn_series(Table *t, PyObject *series_cache, uint64_t hash, const char *name_a
             goto fail;
         goto miss;
     }
-    if (!PyTuple_CheckExact(entry) || PyTuple_GET_SIZE(entry) != 2) {
-        PyErr_SetString(PyExc_TypeError, "series cache entries are (tags, key) pairs");
-        goto fail;
-    }
-    Record *r = table_put(t, hash, name_at, name_len, tags_at, tags_len, name, PyTuple_GET_ITEM(entry, 0),
-                          PyTuple_GET_ITEM(entry, 1));
+    Record *r = remember(t, hash, name_at, name_len, tags_at, tags_len, name, entry);
     Py_DECREF(flat);
     return r;
 miss:
@@ -866,12 +874,7 @@ learn_dict_series(Table *t, PyObject *series_cache, const Keyed *k, const char *
     Py_DECREF(flat);
     if (entry == NULL)
         return NULL;
-    if (!PyTuple_CheckExact(entry) || PyTuple_GET_SIZE(entry) != 2) {
-        PyErr_SetString(PyExc_TypeError, "series cache entries are (tags, key) pairs");
-        return NULL;
-    }
-    return table_put(t, k->hash, k->name_at, k->name_len, tags_at, k->tags_len, name, PyTuple_GET_ITEM(entry, 0),
-                     PyTuple_GET_ITEM(entry, 1));
+    return remember(t, k->hash, k->name_at, k->name_len, tags_at, k->tags_len, name, entry);
 }
 
 static PyObject *
