@@ -535,6 +535,9 @@ def _aggregate(
     out = Partials(kind, group_count, plan.slots)
     if len(series_ids) == 0:
         return out
+    if group_count == 1 and plan.slots == 1:
+        _aggregate_whole(table, kind, series_ids, plan, fields, out)
+        return out
     order = np.argsort(groups, kind="stable")
     rows = series_ids[order]
     sorted_groups = groups[order]
@@ -583,6 +586,47 @@ def _aggregate(
             )
         out.merge(part)
     return out
+
+
+def _aggregate_whole(
+    table: _Table,
+    kind: StateKind,
+    rows: np.ndarray,
+    plan: Plan,
+    fields: frozenset[str] | None,
+    out: Partials,
+) -> None:
+    """_aggregate for one group and one slot (a current value, a trailing window without
+    group_by): each read's block folded whole, without sorting rows and columns into runs
+    (current value of 240 series: ~0.19 -> ~0.09 ms)."""
+    f = out.fields
+    for read in plan.reads:
+        ring = table.rings[read.tier]
+        cols = (read.bucket_starts // ring.res) % ring.columns
+        cols = cols[ring.starts[cols] == read.bucket_starts]
+        if not len(cols):
+            continue
+        records = _gather(ring.data, rows, cols)  # (rows, columns, fields)
+        position = {name: i for i, name in enumerate(ring.fields)}
+        for field, fold in _FOLDS:
+            if field in position and (fields is None or field in fields):
+                f[field][0, 0] = fold(f[field][0, 0], fold.reduce(records[:, :, position[field]], axis=None))
+        if "last" in position and (fields is None or "last" in fields):
+            stamps = records[:, :, position["last_ts"]]
+            latest = stamps.max()
+            last = np.where(stamps == latest, records[:, :, position["last"]], -np.inf).max()
+            held_ts, held = f["last_ts"][0, 0], f["last"][0, 0]
+            if latest > held_ts or (latest == held_ts and last > held):
+                f["last_ts"][0, 0], f["last"][0, 0] = latest, last
+        if ring.sketches is not None and (fields is None or "sketch" in fields):
+            assert out.sketches is not None
+            _merge_cells(
+                out.sketches,
+                ring.sketches[np.ix_(rows, cols)],
+                np.zeros(len(rows), dtype=np.int64),
+                np.zeros(len(cols), dtype=np.int64),
+                kind is StateKind.DISTINCT,
+            )
 
 
 def _seed(table: _Table, watch: _Watch, start: int) -> None:
@@ -791,14 +835,21 @@ def _merge_cells(
 def _gather(data: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
     """data[rows][:, cols] without an element-by-element gather when the columns are runs:
     a window's buckets are consecutive columns of the ring (wrapping at most once), so a row's
-    part is one contiguous slice (current value: 0.24 -> ~0.05 ms)."""
-    breaks = np.flatnonzero(np.diff(cols) != 1)
-    if len(cols) and len(breaks) == 0:
+    part is one contiguous slice (current value: 0.24 -> ~0.05 ms). A trailing window read at
+    two tiers has a few runs (its edges, with a gap where a second had no point): each run is
+    copied as slices, and only many short runs take the element-by-element gather (group_by
+    over 1,000 series with 43 columns in 4 runs: ~1 ms -> ~0.2 ms)."""
+    if not len(cols):
+        return data[np.ix_(rows, cols)]  # type: ignore[no-any-return]
+    breaks = np.flatnonzero(np.diff(cols) != 1) + 1
+    if len(breaks) == 0:
         return data[:, cols[0] : cols[-1] + 1][rows]  # type: ignore[no-any-return]
-    if len(breaks) == 1:
-        split = breaks[0] + 1
-        head, tail = cols[:split], cols[split:]
+    if len(breaks) < _MAX_RUNS:
+        bounds = [0, *breaks.tolist(), len(cols)]
         return np.concatenate(
-            (data[:, head[0] : head[-1] + 1][rows], data[:, tail[0] : tail[-1] + 1][rows]), axis=1
+            [data[:, cols[a] : cols[b - 1] + 1][rows] for a, b in itertools.pairwise(bounds)], axis=1
         )
     return data[np.ix_(rows, cols)]  # type: ignore[no-any-return]
+
+
+_MAX_RUNS = 16  # past this many runs, slicing each costs more than the element-by-element gather
