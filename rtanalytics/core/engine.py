@@ -291,7 +291,9 @@ class AnalyticsEngine:
             truncated = truncated or cut
             series_total += matched
             resolution = min(resolution, resolution_used)
-            points_total += sum(len(r.points) if r.points is not None else 1 for r in out)
+            points_total += (
+                sum(len(r.points) for r in out if r.points is not None) if q.is_range else len(out)
+            )
         took = (time.perf_counter() - started) * 1000
         meta = QueryMeta(
             resolution * 1000, series_total, points_total, round(took, 3), unknown, truncated, omitted
