@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from rtanalytics.adapters.memory import metric_store
 from rtanalytics.adapters.memory.metric_store import MemoryMetricStore
-from rtanalytics.core.metrics import KIND_OF_TYPE, MetricInfo, MetricType, PointBatch
+from rtanalytics.core.metrics import KIND_OF_TYPE, MetricInfo, MetricType, PointBatch, StateKind
 from rtanalytics.core.sketches import cell_sketch
 from rtanalytics.core.windows import Tier
 
@@ -25,7 +25,9 @@ TYPES = [MetricType.SUM, MetricType.AVERAGE, MetricType.PERCENTILE, MetricType.U
 point = st.tuples(
     st.sampled_from(range(len(TYPES))),
     st.sampled_from(["a", "b", "c"]),
-    st.floats(min_value=-700, max_value=600),  # seconds from NOW: old, current, future
+    st.one_of(  # seconds from NOW: old, current, future; and some the same, so that `last` ties
+        st.floats(min_value=-700, max_value=600), st.sampled_from([-3.0, -1.0, 0.0])
+    ),
     st.integers(min_value=-5, max_value=5).map(float),
 )
 
@@ -142,41 +144,71 @@ def test_kernel_grows_small_cells_into_sketches_as_the_numpy_path_does(values: l
     st.sampled_from([0, 25, 130, 700, 1000]),  # raw columns come round every 632 s, fine every 740 s
     st.sampled_from([1, 7, 30, 90, 300]),
     st.sampled_from(["all", "some"]),
+    st.lists(st.integers(min_value=0, max_value=2), min_size=3, max_size=3),
 )
-def test_one_group_one_slot_reads_like_the_general_read(
-    earlier: list, points: list, ago: float, window: int, which: str
+def test_one_slot_reads_agree(
+    earlier: list, points: list, ago: float, window: int, which: str, group_of: list
 ) -> None:
-    """A trailing window without group_by (one group, one slot) takes its own path through the
-    store; it answers what the general path answers for the same rows gathered as one group.
-    Points written `ago` seconds earlier leave columns that hold other buckets than the window's."""
+    """A trailing window (one slot) has two paths of its own through the store: the C kernel's
+    window_fold, and for one group without it a whole-block fold. Each answers what the
+    general path answers: the kernel's for up to three groups, the whole-block fold for the
+    rows gathered as one group. Points written `ago` seconds earlier leave columns that hold
+    other buckets than the window's."""
     from rtanalytics.core.planner import plan_trailing
 
-    store = MemoryMetricStore(TIERS)
+    native, numpy_only = MemoryMetricStore(TIERS, native=True), MemoryMetricStore(TIERS, native=False)
 
     async def run() -> list[tuple]:
-        await store.claim("t", [MetricInfo(f"m{t}", mtype) for t, mtype in enumerate(TYPES)])
-        await store.write("t", as_batch([(t, k, o - ago, v) for t, k, o, v in earlier]), NOW - ago, 1_000)
-        await store.write("t", as_batch(points), NOW, 1_000)
         plan = plan_trailing(window, NOW, TIERS)
-        pairs = []
+        out = []
+        for store in (native, numpy_only):
+            await store.claim("t", [MetricInfo(f"m{t}", mtype) for t, mtype in enumerate(TYPES)])
+            await store.write("t", as_batch([(t, k, o - ago, v) for t, k, o, v in earlier]), NOW - ago, 1_000)
+            await store.write("t", as_batch(points), NOW, 1_000)
         for t, mtype in enumerate(TYPES):
-            series = await store.series("t", f"m{t}")
+            series = await native.series("t", f"m{t}")
             ids = series.ids if which == "all" else series.ids[::2]
             kind = KIND_OF_TYPE[mtype]
             zeros = np.zeros(len(ids), dtype=np.int64)
-            whole = await store.aggregate("t", f"m{t}", kind, ids, zeros, 1, plan)
-            general = await store.aggregate("t", f"m{t}", kind, ids, zeros, 2, plan)  # group 1 stays empty
-            pairs.append((kind, whole, general))
-        return pairs
+            groups = np.array([group_of[i % 3] for i in range(len(ids))], dtype=np.int64)
+            by_kernel = await native.aggregate("t", f"m{t}", kind, ids, groups, 3, plan)
+            by_numpy = await numpy_only.aggregate("t", f"m{t}", kind, ids, groups, 3, plan)
+            out.append((kind, by_kernel, by_numpy, range(3)))
+            whole = await numpy_only.aggregate("t", f"m{t}", kind, ids, zeros, 1, plan)
+            general = await numpy_only.aggregate("t", f"m{t}", kind, ids, zeros, 2, plan)  # group 1 empty
+            out.append((kind, whole, general, range(1)))
+        return out
 
-    for kind, whole, general in asyncio.run(run()):
-        for field, values in whole.fields.items():
-            assert np.allclose(values[0], general.fields[field][0], rtol=1e-12, atol=0), field
-        if whole.sketches is not None:
-            a, b = whole.sketches[0, 0], general.sketches[0, 0]
-            assert (a is None) == (b is None)
-            if a is not None:
-                if kind.value == "distinct":
-                    assert a.estimate() == b.estimate()
-                else:
-                    assert a == b
+    for kind, got, want, groups in asyncio.run(run()):
+        for g in groups:
+            for field, values in got.fields.items():
+                assert np.allclose(values[g], want.fields[field][g], rtol=1e-12, atol=0), (field, g)
+            if got.sketches is not None:
+                a, b = got.sketches[g, 0], want.sketches[g, 0]
+                assert (a is None) == (b is None)
+                if a is not None:
+                    if kind.value == "distinct":
+                        assert a.estimate() == b.estimate()
+                    else:
+                        assert a == b
+
+
+def test_one_slot_last_ties_go_to_the_larger_value() -> None:
+    """Two series of one group with a point at the same moment: `last` is the larger value,
+    whichever series comes first, on both paths."""
+    from rtanalytics.core.planner import plan_trailing
+
+    async def last_of(store: MemoryMetricStore, values: tuple[float, float]) -> float:
+        await store.claim("t", [MetricInfo("m1", MetricType.AVERAGE)])
+        await store.write("t", as_batch([(1, "a", -1.0, values[0]), (1, "b", -1.0, values[1])]), NOW, 1_000)
+        series = await store.series("t", "m1")
+        ids = np.asarray(series.ids, dtype=np.int64)
+        plan = plan_trailing(60, NOW, TIERS)
+        got = await store.aggregate(
+            "t", "m1", StateKind.FULL, ids, np.zeros(len(ids), dtype=np.int64), 1, plan
+        )
+        return float(got.fields["last"][0, 0])
+
+    for native in (True, False):
+        for values in ((1.0, 2.0), (2.0, 1.0)):
+            assert asyncio.run(last_of(MemoryMetricStore(TIERS, native=native), values)) == 2.0

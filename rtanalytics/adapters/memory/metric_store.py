@@ -377,7 +377,9 @@ class MemoryMetricStore:
         if start < w.seeded_from:
             _seed(table, w, start)
         rows = np.fromiter(w.rows.values(), dtype=np.int64, count=len(w.rows))
-        partials = _window(derived.rings[0], table.kind, rows, start, end, fields)
+        partials = _window(
+            derived.rings[0], table.kind, rows, start, end, fields, self.native and _kernel is not None
+        )
         return WatchRead(tuple(w.rows), partials, len(w.members))
 
     async def unwatch(self, watch: int) -> None:
@@ -450,7 +452,9 @@ class MemoryMetricStore:
         table = self._tenant(tenant).tables.get(kind)
         if table is None:
             return Partials(kind, group_count, plan.slots)
-        return _aggregate(table, kind, series_ids, groups, group_count, plan, fields)
+        return _aggregate(
+            table, kind, series_ids, groups, group_count, plan, fields, self.native and _kernel is not None
+        )
 
     async def totals(self, tenant: str, name: str, series_ids: np.ndarray) -> np.ndarray:
         info = self._tenant(tenant).infos.get(name)
@@ -530,10 +534,19 @@ def _aggregate(
     group_count: int,
     plan: Plan,
     fields: frozenset[str] | None,
+    native: bool = False,
 ) -> Partials:
     """Bucket states of these rows merged per (group, plan slot) (MetricStore.aggregate)."""
     out = Partials(kind, group_count, plan.slots)
     if len(series_ids) == 0:
+        return out
+    if native and plan.slots == 1:
+        for read in plan.reads:
+            ring = table.rings[read.tier]
+            cols = (read.bucket_starts // ring.res) % ring.columns
+            _fold_one_slot(
+                ring, kind, series_ids, groups, cols[ring.starts[cols] == read.bucket_starts], fields, out
+            )
         return out
     if group_count == 1 and plan.slots == 1:
         _aggregate_whole(table, kind, series_ids, plan, fields, out)
@@ -684,8 +697,50 @@ def _latest(stamps: np.ndarray, lasts: np.ndarray, axis: int) -> tuple[np.ndarra
     return latest, np.where(stamps == np.expand_dims(latest, axis), lasts, -np.inf).max(axis=axis)
 
 
+def _fold_one_slot(
+    ring: Ring,
+    kind: StateKind,
+    rows: np.ndarray,
+    groups: np.ndarray,
+    cols: np.ndarray,
+    fields: frozenset[str] | None,
+    out: Partials,
+) -> None:
+    """Merge columns `cols` of `rows` into out[groups[i], 0] with the C kernel: one pass over
+    the cells, without gathering the block or sorting rows into groups (group_by over 1,000
+    series, a 5-minute window, in process: 1.33 -> 0.89 ms for the whole query)."""
+    if not len(cols) or not len(rows):
+        return
+    f = out.fields
+    names = ring.fields
+    acc = np.empty((out.shape[0], len(names)))
+    for i, name in enumerate(names):
+        acc[:, i] = f[name][:, 0]
+    rows = np.ascontiguousarray(rows, dtype=np.int64)
+    groups = np.ascontiguousarray(groups, dtype=np.int64)
+    _kernel.window_fold(ring.data, ring.columns, rows, groups, cols, ring.field_offsets, acc)
+    for i, name in enumerate(names):
+        if fields is None or name in fields or (name == "last_ts" and "last" in fields):
+            f[name][:, 0] = acc[:, i]
+    if ring.sketches is not None and (fields is None or "sketch" in fields):
+        assert out.sketches is not None
+        _merge_cells(
+            out.sketches,
+            ring.sketches[np.ix_(rows, cols)],
+            groups,
+            np.zeros(len(cols), dtype=np.int64),
+            kind is StateKind.DISTINCT,
+        )
+
+
 def _window(
-    ring: Ring, kind: StateKind, rows: np.ndarray, start: int, end: int, fields: frozenset[str] | None
+    ring: Ring,
+    kind: StateKind,
+    rows: np.ndarray,
+    start: int,
+    end: int,
+    fields: frozenset[str] | None,
+    native: bool = False,
 ) -> Partials:
     """The buckets of [start, end) of each row merged into one slot: (rows x 1) states. A few
     array calls on a contiguous run of columns; the general read (_aggregate) costs ~10x more."""
@@ -694,6 +749,9 @@ def _window(
     cols = (buckets // ring.res) % ring.columns
     cols = cols[ring.starts[cols] == buckets]
     if not len(cols) or not len(rows):
+        return out
+    if native:
+        _fold_one_slot(ring, kind, rows, np.arange(len(rows), dtype=np.int64), cols, fields, out)
         return out
     block = ring.data[rows[:, None], cols]  # (rows, columns, fields)
     position = {f: i for i, f in enumerate(ring.fields)}
