@@ -243,6 +243,14 @@ def at_rate(
     spent on them is a fraction L of its ingest throughput lost."""
     alone_cpu, with_cpu = [], []
     latencies: list[float] = []
+    # One round at the rate first, not counted: the first round after start-up cost 41-55 % of
+    # the core where the next ones cost 27-40 % (sometimes short of the rate), and counting it
+    # made the baseline's median the higher of the two steady rounds, which understated the
+    # subscriptions' cost by several points of the core.
+    before, started = cpu_seconds(pid), time.monotonic()
+    rate = asyncio.run(post_at_rate(base, fresh(), args.rate, args.seconds))
+    warm = (cpu_seconds(pid) - before) / (time.monotonic() - started)
+    print(f"  warm-up (not counted): {rate:,.0f} points/s: service CPU {warm:.0%} of a core")
     # Every round alone first: once subscribers have been there, the service keeps their
     # metrics' watches for a minute and folds points into them, which a later "alone" round
     # would count as the baseline.
