@@ -611,7 +611,8 @@ def _aggregate_whole(
 ) -> None:
     """_aggregate for one group and one slot (a current value, a trailing window without
     group_by): each read's block folded whole, without sorting rows and columns into runs
-    (current value of 240 series: ~0.19 -> ~0.09 ms)."""
+    (the current value of 240 series, in process: 0.29 -> 0.16 ms). The C kernel's
+    window_fold takes these reads where it is built; this is the numpy path."""
     f = out.fields
     for read in plan.reads:
         ring = table.rings[read.tier]
@@ -896,7 +897,7 @@ def _gather(data: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
     part is one contiguous slice (current value: 0.24 -> ~0.05 ms). A trailing window read at
     two tiers has a few runs (its edges, with a gap where a second had no point): each run is
     copied as slices, and only many short runs take the element-by-element gather (group_by
-    over 1,000 series with 43 columns in 4 runs: ~1 ms -> ~0.2 ms)."""
+    over 1,000 series with 43 columns in 4 runs: 1.06 -> 0.60 ms)."""
     if not len(cols):
         return data[np.ix_(rows, cols)]  # type: ignore[no-any-return]
     breaks = np.flatnonzero(np.diff(cols) != 1) + 1
@@ -910,4 +911,6 @@ def _gather(data: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
     return data[np.ix_(rows, cols)]  # type: ignore[no-any-return]
 
 
-_MAX_RUNS = 16  # past this many runs, slicing each costs more than the element-by-element gather
+# Past this many runs, slicing each costs more than the element-by-element gather (1,000 rows,
+# runs of two columns: 16 runs 0.91 vs 1.02 ms, 24 runs 1.36 vs 1.07 ms)
+_MAX_RUNS = 16
