@@ -147,3 +147,20 @@ def test_a_series_seen_valid_is_then_read_from_the_bytes_alone() -> None:
     assert first is not None and second is not None
     assert canonical(*first[1:]) == canonical(*second[1:])
     assert second[1].tags == [(("host", "h1"), ("zone", "b"))]
+
+
+long_text = st.text(alphabet=st.sampled_from('ab/.é\x7f "\\\x01\x1f\t'), max_size=70)
+
+
+@given(long_text, st.sampled_from(["escaped", "raw"]), st.integers(min_value=0, max_value=40))
+def test_strings_of_any_length_scan_as_orjson_reads_them(text: str, how: str, pad: int) -> None:
+    """The scanner reads strings 16 bytes at a time: a quote, backslash or control character
+    at any position of a long string, and strings ending in the body's last 16 bytes, read as
+    orjson reads them (or the body is refused as orjson refuses it)."""
+    value = json.dumps(text).encode() if how == "escaped" else b'"' + text.encode() + b'"'
+    name = b'"' + b"n" * pad + b'"'
+    check(
+        b'{"metrics": [{"name": ' + name + b', "type": "sum", "value": 1, "tags": {"k": ' + value + b"}}]}",
+        {},
+    )
+    check(b'{"metrics": [{"name": "a", "type": "sum", "value": 1, "tags": {"k": ' + value + b"}}]}", {})
