@@ -71,13 +71,15 @@ def test_kernel_and_numpy_paths_agree(batches: list, steps: list) -> None:
     assert set(native.tables) == set(reference.tables)
     for kind, table in native.tables.items():
         other = reference.tables[kind]
+        used = len(table.keys)  # rows past these were never handed out: their memory is unset
+        assert used == len(other.keys)
         for ring, ring_ref in zip(table.rings, other.rings):
             assert np.array_equal(ring.starts, ring_ref.starts)
             live = ring.starts != np.iinfo(np.int64).min
-            assert np.array_equal(ring.data[:, live], ring_ref.data[:, live])
+            assert np.array_equal(ring.data[:used, live], ring_ref.data[:used, live])
             if ring.sketches is not None:
                 distinct = kind.value == "distinct"
-                for a, b in zip(ring.sketches[:, live].ravel(), ring_ref.sketches[:, live].ravel()):
+                for a, b in zip(ring.sketches[:used, live].ravel(), ring_ref.sketches[:used, live].ravel()):
                     assert (a is None) == (b is None)
                     if a is not None:
                         sa, sb = cell_sketch(a, distinct), cell_sketch(b, distinct)
@@ -212,3 +214,38 @@ def test_one_slot_last_ties_go_to_the_larger_value() -> None:
     for native in (True, False):
         for values in ((1.0, 2.0), (2.0, 1.0)):
             assert asyncio.run(last_of(MemoryMetricStore(TIERS, native=native), values)) == 2.0
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_rows_added_after_growing_start_empty(native: bool) -> None:
+    """A ring grows without writing its new rows (Ring._empty); a row handed to a new series is
+    cleared then, so the buckets already in use read as empty for it, not as leftover memory."""
+    from rtanalytics.core.states import EMPTY
+
+    store = MemoryMetricStore(TIERS, native=native)
+
+    async def run() -> None:
+        await store.claim("t", [MetricInfo("m1", MetricType.AVERAGE)])
+        batch = PointBatch()  # the first 64 series fill the table's first rows, in two buckets
+        for i in range(64):
+            batch.add(i, "m1", MetricType.AVERAGE, (("k", f"a{i}"),), NOW - 5 + i % 2, float(i))
+        await store.write("t", batch, NOW, 1_000)
+        batch = PointBatch()  # 300 more make it grow; each takes one point in one of them
+        for i in range(300):
+            batch.add(i, "m1", MetricType.AVERAGE, (("k", f"b{i}"),), NOW - 5, -float(i))
+        await store.write("t", batch, NOW, 1_000)
+
+    asyncio.run(run())
+    table = store._tenants["t"].tables[StateKind.FULL]
+    assert table.capacity > 64
+    empty = np.array([EMPTY[f] for f in table.rings[0].fields])
+    for ring in table.rings:
+        live = np.flatnonzero(ring.starts != np.iinfo(np.int64).min)
+        assert len(live) >= 1
+        for row in range(64, len(table.keys)):
+            cells = ring.data[row, live]
+            written = cells[:, 0] > 0  # count: the one bucket this series' point went to
+            assert written.sum() == 1, (ring.tier, row)
+            assert np.array_equal(cells[~written], np.broadcast_to(empty, cells[~written].shape))
+            value = cells[written][0]
+            assert value[0] == 1.0 and value[2] == value[3] == value[1]  # count 1, min = max = sum

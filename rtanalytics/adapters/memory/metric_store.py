@@ -91,6 +91,8 @@ class _Table:
             self.keys.append(key)
             if row >= self.capacity:  # the store grows tables through _can_grow first
                 self.grow(max(_INITIAL_ROWS, self.capacity * 2))
+            for ring in self.rings:  # a row never used holds whatever memory held (Ring._empty)
+                ring.clear_row(row)
         self.rows[key] = row
         self.by_name.setdefault(key[0], {})[key[1]] = row
         self.series_cache.pop(key[0], None)
