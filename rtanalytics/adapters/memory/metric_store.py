@@ -550,9 +550,6 @@ def _aggregate(
                 ring, kind, series_ids, groups, cols[ring.starts[cols] == read.bucket_starts], fields, out
             )
         return out
-    if group_count == 1 and plan.slots == 1:
-        _aggregate_whole(table, kind, series_ids, plan, fields, out)
-        return out
     order = np.argsort(groups, kind="stable")
     rows = series_ids[order]
     sorted_groups = groups[order]
@@ -601,48 +598,6 @@ def _aggregate(
             )
         out.merge(part)
     return out
-
-
-def _aggregate_whole(
-    table: _Table,
-    kind: StateKind,
-    rows: np.ndarray,
-    plan: Plan,
-    fields: frozenset[str] | None,
-    out: Partials,
-) -> None:
-    """_aggregate for one group and one slot (a current value, a trailing window without
-    group_by): each read's block folded whole, without sorting rows and columns into runs
-    (the current value of 240 series, in process: 0.29 -> 0.16 ms). The C kernel's
-    window_fold takes these reads where it is built; this is the numpy path."""
-    f = out.fields
-    for read in plan.reads:
-        ring = table.rings[read.tier]
-        cols = (read.bucket_starts // ring.res) % ring.columns
-        cols = cols[ring.starts[cols] == read.bucket_starts]
-        if not len(cols):
-            continue
-        records = _gather(ring.data, rows, cols)  # (rows, columns, fields)
-        position = {name: i for i, name in enumerate(ring.fields)}
-        for field, fold in _FOLDS:
-            if field in position and (fields is None or field in fields):
-                f[field][0, 0] = fold(f[field][0, 0], fold.reduce(records[:, :, position[field]], axis=None))
-        if "last" in position and (fields is None or "last" in fields):
-            stamps = records[:, :, position["last_ts"]]
-            latest = stamps.max()
-            last = np.where(stamps == latest, records[:, :, position["last"]], -np.inf).max()
-            held_ts, held = f["last_ts"][0, 0], f["last"][0, 0]
-            if latest > held_ts or (latest == held_ts and last > held):
-                f["last_ts"][0, 0], f["last"][0, 0] = latest, last
-        if ring.sketches is not None and (fields is None or "sketch" in fields):
-            assert out.sketches is not None
-            _merge_cells(
-                out.sketches,
-                ring.sketches[np.ix_(rows, cols)],
-                np.zeros(len(rows), dtype=np.int64),
-                np.zeros(len(cols), dtype=np.int64),
-                kind is StateKind.DISTINCT,
-            )
 
 
 def _seed(table: _Table, watch: _Watch, start: int) -> None:

@@ -66,22 +66,8 @@ converter.register_unstructure_hook(SeriesPoint, _point)
 converter.register_unstructure_hook(QueryMeta, _meta)
 converter.register_unstructure_hook(Problem, _problem)
 converter.register_unstructure_hook(Rejection, _rejection)
-
-
-def _rows(rows: tuple[ResultRow, ...]) -> list[dict[str, Any]]:
-    """`_row` of each, with a trailing window's rows (a `value`, no `points`) spelled inline:
-    a group_by answer has 1,000 of them (0.40 -> 0.33 ms, timeit best of 5)."""
-    spell = format_duration
-    return [
-        {"metric": m, "group": g, "aggregation": a, "window": spell(w), "value": v}
-        if p is None
-        else {"metric": m, "group": g, "aggregation": a, "window": spell(w), "points": [_point(x) for x in p]}
-        for m, g, a, v, p, w in rows
-    ]
-
-
 converter.register_unstructure_hook(
-    QueryResult, lambda r: {"results": _rows(r.results), "meta": _meta(r.meta)}
+    QueryResult, lambda r: {"results": [_row(x) for x in r.results], "meta": _meta(r.meta)}
 )
 converter.register_unstructure_hook(
     IngestResult, lambda r: {"accepted": r.accepted, "rejected": [_rejection(x) for x in r.rejected]}
