@@ -22,6 +22,13 @@ async def send(app, path, body=None, raw=None, method="post"):
         (b"[1,2]", "metrics"),
         (b'{"metrics": 3}', "metrics"),
         (b'{"metrics": []}', "metrics"),
+        # a raw control byte deep in a long string (the scanner reads strings 16 bytes at a time)
+        (
+            b'{"metrics": [{"name": "a", "type": "sum", "value": 1, "tags": {"k": "'
+            + b"x" * 40
+            + b'\x01y"}}]}',
+            "body",
+        ),
     ],
 )
 async def test_ingest_body_shape(app, raw: bytes, field: str) -> None:
