@@ -36,6 +36,7 @@ async def main(batches: int, rounds: int) -> None:
         for points in data:
             accepted += (await engine.ingest(points)).accepted
         rates.append(accepted / (time.perf_counter() - started))
+    print("rounds:", ", ".join(f"{r:,.0f}" for r in rates))
     rates.sort()
     print(
         f"engine.ingest: median {rates[len(rates) // 2]:,.0f} points/s, best {rates[-1]:,.0f} "
