@@ -122,3 +122,34 @@ def test_keys_made_at_run_time_and_other_keys_read_as_the_python_parser_reads_th
     args = (NOW, NOW + MAX_FUTURE_SECONDS, NOW - 86_400, metrics._DICT_TABLE, metrics._CACHE.series, {})
     types = (metrics._TYPES_BY_VALUE, MetricType.UNIQUE, MetricType.COUNT)
     assert metrics._speedups.fast_parse(points, *args, *types, *PointBatch().columns()) == [1]
+
+
+def test_a_key_only_a_lookup_could_match_goes_to_the_python_parser() -> None:
+    """A str subclass equal to "timestamp", or an object whose type says it equals "window",
+    is found by a dict lookup, as the Python parser does: the C parser's walk over the entries
+    must not skip them as other keys (the point would take the time of arrival, or lose its
+    window), and leaves such points to the Python parser."""
+
+    class Key(str):
+        pass
+
+    class Window:
+        def __eq__(self, other: object) -> bool:
+            return other == "window"
+
+        def __hash__(self) -> int:
+            return hash("window")
+
+    parse_points([{"name": "runtime.odd", "type": "sum", "value": 1.0, "tags": {"k": "v"}}], NOW)
+    points: list[Any] = [
+        {"name": "runtime.odd", "type": "sum", "value": 2.0, "tags": {"k": "v"}, Key("timestamp"): NOW - 5},
+        {"name": "runtime.odd", "type": "sum", "value": 3.0, "tags": {"k": "v"}, Window(): "5m"},
+        {"name": "runtime.odd", "type": "sum", "value": 4.0, "tags": {"k": "v"}, 7: None, None: 1},
+    ]
+    python = parse_points(points, NOW, native=False)
+    native = parse_points(points, NOW)
+    assert canonical(*native) == canonical(*python)
+    assert python[0].timestamps[0] == NOW - 5 and python[0].windows == {"runtime.odd": 300_000}
+    args = (NOW, NOW + MAX_FUTURE_SECONDS, NOW - 86_400, metrics._DICT_TABLE, metrics._CACHE.series, {})
+    types = (metrics._TYPES_BY_VALUE, MetricType.UNIQUE, MetricType.COUNT)
+    assert metrics._speedups.fast_parse(points, *args, *types, *PointBatch().columns()) == [0, 1]
