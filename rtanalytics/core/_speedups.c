@@ -24,9 +24,12 @@
 
 static PyObject *k_name, *k_type, *k_value, *k_tags, *k_timestamp, *k_window, *empty_tuple;
 
-/* The PointBatch columns both parsers append to (PointBatch.columns(), in that order). */
+/* The PointBatch columns both parsers append to (PointBatch.native_columns(), in that order):
+   seven lists, then two bytearrays that take each appended point's timestamp and value as
+   doubles (the store reads them with np.frombuffer instead of converting the lists). */
 typedef struct {
-    PyObject *index, *names, *types, *tags, *series, *timestamps, *values;
+    PyObject *index, *names, *types, *tags, *series, *timestamps, *values, *packed_ts, *packed_values;
+    Py_ssize_t packed_at, packed_room, packed_n; /* doubles there before the call, room, written */
 } Columns;
 
 /* Positions 0, 1, 2, ... as int objects made once: a batch's index column is the same
@@ -86,12 +89,28 @@ reserve(PyObject *list, Py_ssize_t extra)
 }
 
 static int
-columns_reserve(const Columns *c, Py_ssize_t extra)
+columns_reserve(Columns *c, Py_ssize_t extra)
 {
+    c->packed_at = PyByteArray_GET_SIZE(c->packed_ts) / 8;
+    c->packed_room = extra;
+    c->packed_n = 0;
     PyObject *lists[] = {c->index, c->names, c->types, c->tags, c->series, c->timestamps, c->values};
     for (int k = 0; k < 7; k++)
         if (reserve(lists[k], extra) < 0)
             return -1;
+    if (PyByteArray_Resize(c->packed_ts, (c->packed_at + extra) * 8) < 0 ||
+        PyByteArray_Resize(c->packed_values, (c->packed_at + extra) * 8) < 0)
+        return -1;
+    return 0;
+}
+
+/* The packed columns cut to what was written (always called once columns_reserve was). */
+static int
+columns_done(Columns *c)
+{
+    Py_ssize_t size = (c->packed_at + (c->packed_n > 0 ? c->packed_n : 0)) * 8;
+    if (PyByteArray_Resize(c->packed_ts, size) < 0 || PyByteArray_Resize(c->packed_values, size) < 0)
+        return -1;
     return 0;
 }
 
@@ -112,7 +131,7 @@ push(PyObject *list, PyObject *item)
 }
 
 static int
-append_point(const Columns *c, Py_ssize_t i, PyObject *name, PyObject *mtype, PyObject *tags, PyObject *series,
+append_point(Columns *c, Py_ssize_t i, PyObject *name, PyObject *mtype, PyObject *tags, PyObject *series,
              double ts, PyObject *ts_obj, double v, PyObject *v_obj)
 {
     PyObject *idx = position(i);
@@ -123,6 +142,14 @@ append_point(const Columns *c, Py_ssize_t i, PyObject *name, PyObject *mtype, Py
         Py_XDECREF(tsv);
         Py_XDECREF(val);
         return -1;
+    }
+    if (c->packed_n < c->packed_room) {
+        Py_ssize_t at = (c->packed_at + c->packed_n++) * 8;
+        memcpy(PyByteArray_AS_STRING(c->packed_ts) + at, &ts, 8);
+        memcpy(PyByteArray_AS_STRING(c->packed_values) + at, &v, 8);
+    } else {
+        c->packed_room = c->packed_n = -1; /* cannot happen (room for every point is made first); if
+                                             it did, the packed columns are dropped below */
     }
     return push(c->index, idx) | push(c->names, Py_NewRef(name)) | push(c->types, Py_NewRef(mtype)) |
            push(c->tags, Py_NewRef(tags)) | push(c->series, Py_NewRef(series)) | push(c->timestamps, tsv) |
@@ -972,22 +999,28 @@ fast_parse(PyObject *self, PyObject *args)
     PyObject *points, *capsule, *series_cache, *known, *types_by_value, *skip_type, *count_type;
     Columns out;
     double now, latest, oldest;
-    if (!PyArg_ParseTuple(args, "O!dddOO!O!O!OOO!O!O!O!O!O!O!",
+    if (!PyArg_ParseTuple(args, "O!dddOO!O!O!OOO!O!O!O!O!O!O!O!O!",
                           &PyList_Type, &points, &now, &latest, &oldest, &capsule,
                           &PyDict_Type, &series_cache, &PyDict_Type, &known,
                           &PyDict_Type, &types_by_value, &skip_type, &count_type,
                           &PyList_Type, &out.index, &PyList_Type, &out.names, &PyList_Type, &out.types,
                           &PyList_Type, &out.tags, &PyList_Type, &out.series, &PyList_Type, &out.timestamps,
-                          &PyList_Type, &out.values))
+                          &PyList_Type, &out.values, &PyByteArray_Type, &out.packed_ts, &PyByteArray_Type,
+                          &out.packed_values))
         return NULL;
     Table *table = PyCapsule_GetPointer(capsule, "rtanalytics.series_table");
     Py_ssize_t n = PyList_GET_SIZE(points);
-    if (table == NULL || columns_reserve(&out, n) < 0)
+    if (table == NULL)
         return NULL;
+    if (columns_reserve(&out, n) < 0) {
+        columns_done(&out);
+        return NULL;
+    }
     Keys keys = {PyMem_Calloc(n ? n : 1, sizeof(Keyed)), NULL, 0, 0};
     PyObject *slow = keys.items == NULL ? PyErr_NoMemory() : PyList_New(0);
     if (slow == NULL) {
         PyMem_Free(keys.items);
+        columns_done(&out);
         return NULL;
     }
     /* Two passes, as parse_json does: the first works out each point's series key and
@@ -1079,11 +1112,16 @@ fast_parse(PyObject *self, PyObject *args)
     }
     PyMem_Free(keys.items);
     PyMem_Free(keys.bytes);
+    if (columns_done(&out) < 0) {
+        Py_DECREF(slow);
+        return NULL;
+    }
     return slow;
 fail:
     PyMem_Free(keys.items);
     PyMem_Free(keys.bytes);
     Py_DECREF(slow);
+    columns_done(&out);
     return NULL;
 }
 
@@ -1095,14 +1133,16 @@ parse_json(PyObject *self, PyObject *args)
     PyObject *capsule, *series_cache, *known, *types_by_value, *skip_type, *count_type;
     Py_ssize_t max_points;
     Columns out;
-    if (!PyArg_ParseTuple(args, "y*dddOO!O!O!OOnO!O!O!O!O!O!O!", &body, &now, &latest, &oldest, &capsule,
+    if (!PyArg_ParseTuple(args, "y*dddOO!O!O!OOnO!O!O!O!O!O!O!O!O!", &body, &now, &latest, &oldest, &capsule,
                           &PyDict_Type, &series_cache, &PyDict_Type, &known, &PyDict_Type, &types_by_value,
                           &skip_type, &count_type, &max_points, &PyList_Type, &out.index, &PyList_Type,
                           &out.names, &PyList_Type, &out.types, &PyList_Type, &out.tags, &PyList_Type,
-                          &out.series, &PyList_Type, &out.timestamps, &PyList_Type, &out.values))
+                          &out.series, &PyList_Type, &out.timestamps, &PyList_Type, &out.values,
+                          &PyByteArray_Type, &out.packed_ts, &PyByteArray_Type, &out.packed_values))
         return NULL;
     PyObject *slow = NULL, *result = NULL;
     PendingList pending = {NULL, 0, 0};
+    int reserved = 0; /* columns_reserve was called and columns_done not yet */
     Table *table = PyCapsule_GetPointer(capsule, "rtanalytics.series_table");
     if (table == NULL)
         goto done;
@@ -1182,6 +1222,7 @@ parse_json(PyObject *self, PyObject *args)
         }
         more = next_member(&s, ']');
     }
+    reserved = 1;
     if (columns_reserve(&out, pending.n) < 0)
         goto done;
     for (Py_ssize_t j = 0; j < pending.n; j++) {
@@ -1223,11 +1264,16 @@ parse_json(PyObject *self, PyObject *args)
     ws(&s);
     if (s.p != s.end)
         goto not_plain;
+    reserved = 0;
+    if (columns_done(&out) < 0)
+        goto done;
     result = Py_BuildValue("(nO)", count, slow);
     goto done;
 not_plain:
     result = Py_NewRef(Py_None);
 done:
+    if (reserved)
+        columns_done(&out); /* on the way out with an error or None: what it says no longer matters */
     PyMem_Free(pending.items);
     Py_XDECREF(slow);
     PyBuffer_Release(&body);

@@ -102,6 +102,9 @@ class PointBatch:
     timestamps: list[float] = attrs.field(factory=list)
     values: list[Any] = attrs.field(factory=list)  # float, or str for `unique`
     windows: dict[str, int] = attrs.field(factory=dict)  # name -> window_ms given in this batch
+    # The C parsers' copy of each timestamp and value as packed doubles (see float_columns)
+    packed_ts: bytearray = attrs.field(factory=bytearray, eq=False, repr=False)
+    packed_values: bytearray = attrs.field(factory=bytearray, eq=False, repr=False)
 
     def __len__(self) -> int:
         return len(self.names)
@@ -111,6 +114,32 @@ class PointBatch:
     ) -> tuple[list[int], list[str], list[MetricType], list[Tags], list[str], list[float], list[Any]]:
         """The per-point columns, in the order the C parsers fill them."""
         return self.index, self.names, self.types, self.tags, self.series, self.timestamps, self.values
+
+    def native_columns(
+        self,
+    ) -> tuple[
+        list[int],
+        list[str],
+        list[MetricType],
+        list[Tags],
+        list[str],
+        list[float],
+        list[Any],
+        bytearray,
+        bytearray,
+    ]:
+        """columns() and the packed doubles, the arguments the C parsers fill."""
+        return (*self.columns(), self.packed_ts, self.packed_values)
+
+    def float_columns(self) -> tuple[np.ndarray, np.ndarray]:
+        """Timestamps and numbers() as float64 arrays. When a C parser took every point, these
+        are the doubles it read, packed as it went (converting the two lists of 1,000 floats
+        was ~4 % of HTTP ingest); a point added any other way leaves the packed columns short,
+        and the lists are converted."""
+        n = len(self.names)
+        if n and len(self.packed_ts) == 8 * n and len(self.packed_values) == 8 * n:
+            return np.frombuffer(self.packed_ts), np.frombuffer(self.packed_values)
+        return np.fromiter(self.timestamps, dtype=np.float64, count=n), self.numbers()
 
     def numbers(self) -> np.ndarray:
         """Each point's value as float64; a `unique` point's identity (text) reads 0."""
@@ -381,7 +410,7 @@ def parse_points(
             _TYPES_BY_VALUE,
             MetricType.UNIQUE,
             MetricType.COUNT,
-            *batch.columns(),
+            *batch.native_columns(),
         )
         rejected = (
             _parse_python([raw_points[i] for i in slow], now, known_types, oldest, batch, slow)
@@ -435,7 +464,7 @@ def parse_json_points(
         MetricType.UNIQUE,
         MetricType.COUNT,
         max_points,
-        *batch.columns(),
+        *batch.native_columns(),
     )
     if found is None:
         return None

@@ -49,3 +49,13 @@ def canonical(batch: PointBatch, rejected: list[Rejection]) -> tuple:
     the C paths append the points they leave to the Python parser after the others."""
     rows = sorted(zip(*batch.columns(), strict=True))
     return rows, batch.windows, sorted((r.index, r.problems) for r in rejected)
+
+
+def check_float_columns(batch: PointBatch) -> None:
+    """float_columns() holds, bit for bit, the batch's timestamps and numbers(), whether it read
+    the C parsers' packed doubles or converted the lists."""
+    import numpy as np
+
+    ts, values = batch.float_columns()
+    assert ts.tobytes() == np.array(batch.timestamps, dtype=np.float64).tobytes()
+    assert values.tobytes() == batch.numbers().tobytes()

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from rtanalytics.core import metrics
 from rtanalytics.core.metrics import MetricType, parse_json_points, parse_points
-from tests.unit.parsed import NOW, canonical, point_dicts
+from tests.unit.parsed import NOW, canonical, check_float_columns, point_dicts
 
 pytestmark = pytest.mark.skipif(metrics._speedups is None, reason="the C speedup is not built here")
 
@@ -78,6 +78,7 @@ def check(body: bytes, known: dict[str, MetricType], max_points: int = 10_000) -
         count, batch, rejected = found
         assert count == len(decoded["metrics"])
         assert canonical(batch, rejected) == reference
+        check_float_columns(batch)
 
 
 @given(

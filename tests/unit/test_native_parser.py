@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from rtanalytics.core import metrics
 from rtanalytics.core.metrics import MAX_FUTURE_SECONDS, MetricType, PointBatch, parse_points
-from tests.unit.parsed import NOW, canonical, point_dicts
+from tests.unit.parsed import NOW, canonical, check_float_columns, point_dicts
 
 pytestmark = pytest.mark.skipif(metrics._speedups is None, reason="the C speedup is not built here")
 
@@ -42,7 +43,10 @@ def test_native_and_python_parsers_agree(points: list[Any], known: dict[str, Met
     native = parse_points(points, NOW, known_types=known, oldest=oldest, native=True)
     assert canonical(*native) == canonical(*python)
     # and again, now that names and tag sets are cached as valid
-    assert canonical(*parse_points(points, NOW, known_types=known, oldest=oldest)) == canonical(*python)
+    again = parse_points(points, NOW, known_types=known, oldest=oldest)
+    assert canonical(*again) == canonical(*python)
+    for batch in (python[0], native[0], again[0]):
+        check_float_columns(batch)
 
 
 def test_huge_integers_are_refused_not_crashed() -> None:
@@ -121,7 +125,7 @@ def test_keys_made_at_run_time_and_other_keys_read_as_the_python_parser_reads_th
     # and the C parser took every point itself but the one with a window
     args = (NOW, NOW + MAX_FUTURE_SECONDS, NOW - 86_400, metrics._DICT_TABLE, metrics._CACHE.series, {})
     types = (metrics._TYPES_BY_VALUE, MetricType.UNIQUE, MetricType.COUNT)
-    assert metrics._speedups.fast_parse(points, *args, *types, *PointBatch().columns()) == [1]
+    assert metrics._speedups.fast_parse(points, *args, *types, *PointBatch().native_columns()) == [1]
 
 
 def test_a_key_only_a_lookup_could_match_goes_to_the_python_parser() -> None:
@@ -152,4 +156,27 @@ def test_a_key_only_a_lookup_could_match_goes_to_the_python_parser() -> None:
     assert python[0].timestamps[0] == NOW - 5 and python[0].windows == {"runtime.odd": 300_000}
     args = (NOW, NOW + MAX_FUTURE_SECONDS, NOW - 86_400, metrics._DICT_TABLE, metrics._CACHE.series, {})
     types = (metrics._TYPES_BY_VALUE, MetricType.UNIQUE, MetricType.COUNT)
-    assert metrics._speedups.fast_parse(points, *args, *types, *PointBatch().columns()) == [0, 1]
+    assert metrics._speedups.fast_parse(points, *args, *types, *PointBatch().native_columns()) == [0, 1]
+
+
+def test_a_batch_the_c_parser_took_whole_reads_its_packed_doubles() -> None:
+    """Both C parsers pack each point's timestamp and value as doubles; the store reads those
+    (float_columns) instead of converting the lists, and only when every point came from a C
+    parser: a point the Python parser added leaves them short, and the lists are read."""
+    points: list[Any] = [
+        {"name": "packed.a", "type": "sum", "value": 1.5, "tags": {"k": "v"}, "timestamp": NOW - 1},
+        {"name": "packed.a", "type": "sum", "value": 7, "tags": {"k": "v"}, "timestamp": int(NOW) - 2},
+        {"name": "packed.b", "type": "count", "tags": {"k": "v"}},
+    ]
+    parse_points(points, NOW)  # the series are now known valid: the C parser takes them all
+    for batch in (
+        parse_points(points, NOW)[0],
+        metrics.parse_json_points(orjson.dumps({"metrics": points}), NOW, max_points=10)[1],
+    ):  # type: ignore[index]
+        ts, values = batch.float_columns()
+        assert ts.base.obj is batch.packed_ts and values.base.obj is batch.packed_values  # views of them
+        assert ts.tolist() == [NOW - 1, int(NOW) - 2, NOW] and values.tolist() == [1.5, 7.0, 1.0]
+    mixed = parse_points([*points, {"name": "packed.c", "type": "sum", "value": 2.0, "window": "5m"}], NOW)[0]
+    assert len(mixed) == 4 and len(mixed.packed_ts) == 8 * 3  # the fourth came from the Python parser
+    ts, values = mixed.float_columns()
+    assert ts.base is None and values.tolist() == [1.5, 7.0, 1.0, 2.0]
