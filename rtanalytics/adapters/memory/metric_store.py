@@ -243,7 +243,7 @@ class MemoryMetricStore:
                 refused = self._admit(state, batch, codes, max_series)
             code = np.array(codes, dtype=np.int64)
         ts_all, numeric_all = batch.float_columns()
-        kinds = code & _KIND_MASK
+        kinds = (code & _KIND_MASK).astype(np.int8)  # numpy sorts 8-bit keys by radix: half timsort's time
         rows_all = code >> _KIND_BITS
         if refused:
             kinds[code < 0] = -1
