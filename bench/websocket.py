@@ -3,8 +3,8 @@
     .venv/bin/python bench/websocket.py [--subscribers 1000] [--rate 100000] [--seconds 10]
         [--rounds 3] [--idle 5000] [--watch-ingested] [--saturate] [--shared-cpus]
 
-Default: points are ingested at a fixed rate (100,000 points/s, as the issue puts it) for a
-while alone, then with the subscribers connected; the ingest throughput lost to them is the
+Default: points are ingested at a fixed rate (100,000 points/s, as the issue puts it) in rounds
+alone and rounds with the subscribers connected, alternately; the ingest throughput lost to them is the
 share of the service's core they take (the service is one process: a fraction L of its core
 spent on subscriptions is a fraction L of its ingest capacity). This is read from the
 service's own CPU time, so it does not depend on what the clients cost. Also printed: the
@@ -238,9 +238,10 @@ def with_subscribers(
 def at_rate(
     args: argparse.Namespace, base: str, ws_url: str, fresh: Callable[[], list[bytes]], pid: int
 ) -> None:
-    """Ingest at a fixed rate alone (every round), then with the subscribers; what the subscriptions cost is the
-    service CPU they add. The service is one process on one core, so a fraction L of a core
-    spent on them is a fraction L of its ingest throughput lost."""
+    """Ingest at a fixed rate alone, and with the subscribers, in alternate rounds (with
+    --watch-ingested, every alone round first); what the subscriptions cost is the service CPU
+    they add. The service is one process on one core, so a fraction L of a core spent on them
+    is a fraction L of its ingest throughput lost."""
     alone_cpu, with_cpu = [], []
     latencies: list[float] = []
     # One round at the rate first, not counted: the first round after start-up cost 41-55 % of
@@ -251,26 +252,44 @@ def at_rate(
     rate = asyncio.run(post_at_rate(base, fresh(), args.rate, args.seconds))
     warm = (cpu_seconds(pid) - before) / (time.monotonic() - started)
     print(f"  warm-up (not counted): {rate:,.0f} points/s: service CPU {warm:.0%} of a core")
-    # Every round alone first: once subscribers have been there, the service keeps their
-    # metrics' watches for a minute and folds points into them, which a later "alone" round
-    # would count as the baseline.
-    for _ in range(args.rounds):
+
+    def alone() -> None:
         bodies = fresh()
         before = cpu_seconds(pid)
         started = time.monotonic()
         rate_alone = asyncio.run(post_at_rate(base, bodies, args.rate, args.seconds))
         alone_cpu.append((cpu_seconds(pid) - before) / (time.monotonic() - started))
         print(f"  alone: {rate_alone:,.0f} points/s: service CPU {alone_cpu[-1]:.0%} of a core")
-    for _ in range(args.rounds):
+
+    def loaded() -> None:
         bodies = fresh()
         rate_with, cpu, delays = with_subscribers(
             args, base, ws_url, pid, lambda bodies=bodies: post_at_rate(base, bodies, args.rate, args.seconds)
         )
         with_cpu.append(cpu)
-        latencies += delays
+        latencies.extend(delays)
         print(
             f"  with {args.subscribers} subscribers: {rate_with:,.0f} points/s: service CPU {cpu:.0%} of a core"
         )
+
+    if args.watch_ingested:
+        # Every round alone first: once subscribers have watched the ingested metrics, the
+        # service keeps those watches for a minute and folds points into them, which a later
+        # "alone" round would count as the baseline.
+        for _ in range(args.rounds):
+            alone()
+        for _ in range(args.rounds):
+            loaded()
+    else:
+        # Alone and loaded rounds alternate: the service's cost per point drifts over a run
+        # (its store fills, the machine is shared), and with every alone round first that
+        # drift fell on the loaded rounds only. The marker's watch, left from a loaded round,
+        # takes none of the ingested points, so a later alone round is not charged for it.
+        for _ in range(args.rounds):
+            alone()
+            loaded()
+        pairs = [w - a for a, w in zip(alone_cpu, with_cpu, strict=True)]
+        print(f"  paired differences: {', '.join(f'{d:.1%}' for d in pairs)}")
     cost = statistics.median(with_cpu) - statistics.median(alone_cpu)
     per_point = statistics.median(alone_cpu) / args.rate
     print(
