@@ -10,8 +10,8 @@
  *   -> list[int], the positions it did not take.
  * series_cache maps (name, tag key 1, tag value 1, ...) in the order a client sent them to
  * (canonical tags, series key), for series the Python parser has seen valid; any other is
- * left to it. `table` (a capsule from series_table(), not the one parse_json uses) remembers
- * what series_cache said, by the UTF-8 of the name and tags as sent.
+ * left to it. `table` (a capsule from dict_series_table(), not the one parse_json uses)
+ * remembers what series_cache said, by the name and tag strings as sent (see IdRecord).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -242,14 +242,6 @@ series_table(PyObject *self, PyObject *unused)
     return capsule;
 }
 
-static PyObject *
-series_table_size(PyObject *self, PyObject *capsule)
-{
-    Table *t = PyCapsule_GetPointer(capsule, "rtanalytics.series_table");
-    if (t == NULL)
-        return NULL;
-    return PyLong_FromSsize_t(t->used);
-}
 
 /* A hash of some bytes, eight at a time (multiply-xorshift; not cryptographic: a collision only
    costs a memcmp). */
@@ -837,13 +829,13 @@ add_slow(PyObject *slow, Py_ssize_t i, const char *start, const char *end, const
 
 /* ---- point dicts to batch columns --------------------------------------------------------- */
 
-/* A point dict's series as sent: its name's UTF-8 and its tags as (length, key, length, value)
-   in the dict's order, in a buffer of the call; `ok` = 0 when they are not all strings. */
+/* A point dict's fields, found in one walk over its entries, and its series as sent: the name
+   and tag strings themselves (borrowed), in the dict's order; `ok` = 0 when they are not all
+   strings. */
 typedef struct {
     uint64_t hash;
     PyObject *name, *tags, *type, *value, *timestamp; /* borrowed from the point dict; NULL: absent */
-    const char *name_at;
-    Py_ssize_t name_len, tags_at, tags_len;
+    Py_ssize_t parts_at, nparts; /* its series as sent: name, k1, v1, ... in Keys.parts */
     int ok, has_window;
 } Keyed;
 
@@ -882,30 +874,217 @@ which_key(PyObject *key)
 
 typedef struct {
     Keyed *items;
-    char *bytes;
+    PyObject **parts; /* borrowed */
     Py_ssize_t len, cap;
 } Keys;
 
 static int
-keys_put(Keys *keys, const char *at, Py_ssize_t len)
+keys_put(Keys *keys, PyObject *part)
 {
-    if (keys->len + len + 8 > keys->cap) {
-        Py_ssize_t cap = keys->cap ? keys->cap : 4096;
-        while (keys->len + len + 8 > cap)
-            cap *= 2;
-        char *grown = PyMem_Realloc(keys->bytes, cap);
+    if (keys->len == keys->cap) {
+        Py_ssize_t cap = keys->cap ? keys->cap * 2 : 4096;
+        PyObject **grown = PyMem_Realloc(keys->parts, cap * sizeof(PyObject *));
         if (grown == NULL) {
             PyErr_NoMemory();
             return -1;
         }
-        keys->bytes = grown;
+        keys->parts = grown;
         keys->cap = cap;
     }
-    int64_t n = len;
-    memcpy(keys->bytes + keys->len, &n, 8);
-    memcpy(keys->bytes + keys->len + 8, at, (size_t)len);
-    keys->len += len + 8;
+    keys->parts[keys->len++] = part;
     return 0;
+}
+
+/* ---- series of point dicts, by their strings ----------------------------------------------
+ *
+ * fast_parse's table (a capsule from dict_series_table()) keys a series by the strings a point
+ * dict names it with: its name and tag keys and values, in the dict's order. A record holds
+ * them (strong references), so a later point naming the series with the same objects (a
+ * client's own constants: the common case in process) matches by identity, without encoding or
+ * comparing any text; equal strings that are other objects match by text. The JSON parser's
+ * table keys series by raw bytes instead (Record, above).
+ */
+typedef struct {
+    PyObject *tags, *key; /* what series_cache said: canonical tags and the series key */
+    Py_ssize_t n;
+    PyObject *parts[]; /* name, k1, v1, ... */
+} IdRecord;
+
+typedef struct {
+    uint64_t hash;
+    IdRecord *rec;
+} IdSlot;
+
+typedef struct {
+    IdSlot *slots;
+    Py_ssize_t cap, used;
+} IdTable;
+
+static inline uint64_t
+mix(uint64_t h, uint64_t x)
+{
+    h = (h ^ x) * 0x9E3779B97F4A7C15ULL;
+    return h ^ (h >> 32);
+}
+
+static void
+id_table_clear(IdTable *t)
+{
+    for (Py_ssize_t i = 0; i < t->cap; i++) {
+        IdRecord *r = t->slots[i].rec;
+        if (r) {
+            Py_DECREF(r->tags);
+            Py_DECREF(r->key);
+            for (Py_ssize_t k = 0; k < r->n; k++)
+                Py_DECREF(r->parts[k]);
+            PyMem_Free(r);
+        }
+    }
+    memset(t->slots, 0, sizeof(IdSlot) * t->cap);
+    t->used = 0;
+}
+
+static void
+id_table_free(PyObject *capsule)
+{
+    IdTable *t = PyCapsule_GetPointer(capsule, "rtanalytics.dict_series_table");
+    if (t == NULL)
+        return;
+    id_table_clear(t);
+    PyMem_Free(t->slots);
+    PyMem_Free(t);
+}
+
+static PyObject *
+dict_series_table(PyObject *self, PyObject *unused)
+{
+    IdTable *t = PyMem_Calloc(1, sizeof(IdTable));
+    if (t == NULL)
+        return PyErr_NoMemory();
+    t->cap = 1024;
+    t->slots = PyMem_Calloc(t->cap, sizeof(IdSlot));
+    if (t->slots == NULL) {
+        PyMem_Free(t);
+        return PyErr_NoMemory();
+    }
+    PyObject *capsule = PyCapsule_New(t, "rtanalytics.dict_series_table", id_table_free);
+    if (capsule == NULL) {
+        PyMem_Free(t->slots);
+        PyMem_Free(t);
+    }
+    return capsule;
+}
+
+/* Two exact strs with equal hashes: the same text? */
+static inline int
+same_str(PyObject *a, PyObject *b)
+{
+    if (a == b)
+        return 1;
+    Py_ssize_t len = PyUnicode_GET_LENGTH(a);
+    return len == PyUnicode_GET_LENGTH(b) && PyUnicode_KIND(a) == PyUnicode_KIND(b) &&
+           memcmp(PyUnicode_DATA(a), PyUnicode_DATA(b), (size_t)len * PyUnicode_KIND(a)) == 0;
+}
+
+static inline IdSlot *
+id_table_find(IdTable *t, uint64_t hash, PyObject *const *parts, Py_ssize_t n)
+{
+    Py_ssize_t mask = t->cap - 1;
+    for (Py_ssize_t i = (Py_ssize_t)(hash & mask);; i = (i + 1) & mask) {
+        IdSlot *slot = &t->slots[i];
+        IdRecord *r = slot->rec;
+        if (r == NULL)
+            return slot;
+        if (slot->hash == hash && r->n == n) {
+            Py_ssize_t k = 0;
+            while (k < n && same_str(r->parts[k], parts[k]))
+                k++;
+            if (k == n)
+                return slot;
+        }
+    }
+}
+
+/* As prefetch_record: the record a later lookup of `hash` compares (its parts are pointers). */
+static inline void
+id_prefetch(const IdTable *t, uint64_t hash)
+{
+    Py_ssize_t mask = t->cap - 1;
+    for (Py_ssize_t i = (Py_ssize_t)(hash & mask);; i = (i + 1) & mask) {
+        const IdSlot *slot = &t->slots[i];
+        if (slot->rec == NULL)
+            return;
+        if (slot->hash == hash) {
+            __builtin_prefetch(slot->rec);
+            __builtin_prefetch((const char *)slot->rec + 64);
+            return;
+        }
+    }
+}
+
+static int
+id_table_grow(IdTable *t)
+{
+    Py_ssize_t old_cap = t->cap;
+    IdSlot *old = t->slots;
+    IdSlot *slots = PyMem_Calloc(old_cap * 2, sizeof(IdSlot));
+    if (slots == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    t->slots = slots;
+    t->cap = old_cap * 2;
+    Py_ssize_t mask = t->cap - 1;
+    for (Py_ssize_t i = 0; i < old_cap; i++) {
+        if (old[i].rec == NULL)
+            continue;
+        Py_ssize_t j = (Py_ssize_t)(old[i].hash & mask);
+        while (slots[j].rec != NULL)
+            j = (j + 1) & mask;
+        slots[j] = old[i];
+    }
+    PyMem_Free(old);
+    return 0;
+}
+
+/* Remember what series_cache said of a series (`entry`: its (tags, key)); new references. */
+static IdRecord *
+id_remember(IdTable *t, uint64_t hash, PyObject *const *parts, Py_ssize_t n, PyObject *entry)
+{
+    if (!PyTuple_CheckExact(entry) || PyTuple_GET_SIZE(entry) != 2) {
+        PyErr_SetString(PyExc_TypeError, "series cache entries are (tags, key) pairs");
+        return NULL;
+    }
+    if (t->used >= TABLE_LIMIT)
+        id_table_clear(t); /* bounded, like the Python parser's caches */
+    if ((t->used + 1) * 2 > t->cap && id_table_grow(t) < 0)
+        return NULL;
+    IdSlot *slot = id_table_find(t, hash, parts, n);
+    IdRecord *r = PyMem_Malloc(sizeof(IdRecord) + n * sizeof(PyObject *));
+    if (r == NULL) {
+        PyErr_NoMemory();
+        return NULL;
+    }
+    r->tags = Py_NewRef(PyTuple_GET_ITEM(entry, 0));
+    r->key = Py_NewRef(PyTuple_GET_ITEM(entry, 1));
+    r->n = n;
+    for (Py_ssize_t k = 0; k < n; k++)
+        r->parts[k] = Py_NewRef(parts[k]);
+    slot->hash = hash;
+    slot->rec = r;
+    t->used++;
+    return r;
+}
+
+static PyObject *
+series_table_size(PyObject *self, PyObject *capsule)
+{
+    if (PyCapsule_IsValid(capsule, "rtanalytics.dict_series_table"))
+        return PyLong_FromSsize_t(((IdTable *)PyCapsule_GetPointer(capsule, "rtanalytics.dict_series_table"))->used);
+    Table *t = PyCapsule_GetPointer(capsule, "rtanalytics.series_table");
+    if (t == NULL)
+        return NULL;
+    return PyLong_FromSsize_t(t->used);
 }
 
 static int
@@ -937,62 +1116,49 @@ key_point(Keys *keys, Py_ssize_t i, PyObject *p)
     k->value = found[K_VALUE];
     k->timestamp = found[K_TIMESTAMP];
     k->has_window = found[K_WINDOW] != NULL;
-    k->name_at = PyUnicode_AsUTF8AndSize(name, &k->name_len);
-    if (k->name_at == NULL) {
-        PyErr_Clear(); /* not encodable (a lone surrogate): the Python parser says what is wrong */
-        return 0;
-    }
-    k->tags_at = keys->len;
+    k->parts_at = keys->len;
+    Py_hash_t h = PyObject_Hash(name); /* an exact str: its cached hash, or made once */
+    if (h == -1 || keys_put(keys, name) < 0)
+        return -1;
+    uint64_t hash = mix(0, (uint64_t)h);
     if (tags != NULL && tags != Py_None) {
         Py_ssize_t pos = 0;
         PyObject *key, *val;
         while (PyDict_Next(tags, &pos, &key, &val)) {
-            const char *at;
-            Py_ssize_t len;
-            for (int side = 0; side < 2; side++) {
-                PyObject *part = side ? val : key;
-                if (!PyUnicode_CheckExact(part) || (at = PyUnicode_AsUTF8AndSize(part, &len)) == NULL) {
-                    PyErr_Clear();
-                    keys->len = k->tags_at;
-                    return 0;
-                }
-                if (keys_put(keys, at, len) < 0)
-                    return -1;
+            if (!PyUnicode_CheckExact(key) || !PyUnicode_CheckExact(val)) {
+                keys->len = k->parts_at; /* the Python parser says what is wrong */
+                return 0;
             }
+            Py_hash_t hk = PyObject_Hash(key), hv = PyObject_Hash(val);
+            if (hk == -1 || hv == -1 || keys_put(keys, key) < 0 || keys_put(keys, val) < 0)
+                return -1;
+            hash = mix(mix(hash, (uint64_t)hk), (uint64_t)hv);
         }
     }
-    k->tags_len = keys->len - k->tags_at;
+    k->nparts = keys->len - k->parts_at;
     k->name = name;
-    k->hash = bytes_hash(bytes_hash(0, k->name_at, k->name_len), keys->bytes + k->tags_at, k->tags_len);
+    k->hash = mix(hash, (uint64_t)k->nparts);
     k->ok = 1;
     return 0;
 }
 
 /* Ask the Python parser's cache for a series this table has not seen yet, by (name, k1, v1, ...)
    as the client sent them; NULL (no error) when it has not been seen valid. */
-static Record *
-learn_dict_series(Table *t, PyObject *series_cache, const Keyed *k, const char *tags_at, PyObject *name,
-                  PyObject *raw_tags)
+static IdRecord *
+learn_dict_series(IdTable *t, PyObject *series_cache, const Keyed *k, PyObject *const *parts)
 {
     if (PyErr_Occurred())
         return NULL;
-    Py_ssize_t size = raw_tags != NULL && raw_tags != Py_None ? PyDict_GET_SIZE(raw_tags) : 0;
-    PyObject *flat = PyTuple_New(1 + 2 * size);
+    PyObject *flat = PyTuple_New(k->nparts);
     if (flat == NULL)
         return NULL;
-    PyTuple_SET_ITEM(flat, 0, Py_NewRef(name));
-    Py_ssize_t pos = 0, at = 1;
-    PyObject *key, *val;
-    while (size && PyDict_Next(raw_tags, &pos, &key, &val)) {
-        PyTuple_SET_ITEM(flat, at, Py_NewRef(key));
-        PyTuple_SET_ITEM(flat, at + 1, Py_NewRef(val));
-        at += 2;
-    }
+    for (Py_ssize_t at = 0; at < k->nparts; at++)
+        PyTuple_SET_ITEM(flat, at, Py_NewRef(parts[at]));
     PyObject *entry = PyDict_GetItemWithError(series_cache, flat);
     Py_DECREF(flat);
     if (entry == NULL)
         return NULL;
-    return remember(t, k->hash, k->name_at, k->name_len, tags_at, k->tags_len, name, entry);
+    return id_remember(t, k->hash, parts, k->nparts, entry);
 }
 
 static PyObject *
@@ -1010,7 +1176,7 @@ fast_parse(PyObject *self, PyObject *args)
                           &PyList_Type, &out.values, &PyByteArray_Type, &out.packed_ts, &PyByteArray_Type,
                           &out.packed_values))
         return NULL;
-    Table *table = PyCapsule_GetPointer(capsule, "rtanalytics.series_table");
+    IdTable *table = PyCapsule_GetPointer(capsule, "rtanalytics.dict_series_table");
     Py_ssize_t n = PyList_GET_SIZE(points);
     if (table == NULL)
         return NULL;
@@ -1037,7 +1203,7 @@ fast_parse(PyObject *self, PyObject *args)
     }
     for (Py_ssize_t i = 0; i < n; i++) {
         if (i + PREFETCH_AHEAD < n && keys.items[i + PREFETCH_AHEAD].ok)
-            prefetch_record(table, keys.items[i + PREFETCH_AHEAD].hash);
+            id_prefetch(table, keys.items[i + PREFETCH_AHEAD].hash);
         PyObject *name, *raw_type, *mtype, *held, *value, *tags, *series, *raw_ts;
         double v, ts;
         const Keyed *k = &keys.items[i];
@@ -1077,10 +1243,10 @@ fast_parse(PyObject *self, PyObject *args)
         if (!isfinite(v))
             goto take_slow;
         {
-            const char *tags_at = keys.bytes + k->tags_at;
-            Record *e = table_find(table, k->hash, k->name_at, k->name_len, tags_at, k->tags_len)->rec;
+            PyObject *const *parts = keys.parts + k->parts_at;
+            IdRecord *e = id_table_find(table, k->hash, parts, k->nparts)->rec;
             if (e == NULL) {
-                e = learn_dict_series(table, series_cache, k, tags_at, name, k->tags);
+                e = learn_dict_series(table, series_cache, k, parts);
                 if (e == NULL) {
                     if (PyErr_Occurred()) goto fail;
                     goto take_slow;
@@ -1113,7 +1279,7 @@ fast_parse(PyObject *self, PyObject *args)
         }
     }
     PyMem_Free(keys.items);
-    PyMem_Free(keys.bytes);
+    PyMem_Free(keys.parts);
     if (columns_done(&out) < 0) {
         Py_DECREF(slow);
         return NULL;
@@ -1121,7 +1287,7 @@ fast_parse(PyObject *self, PyObject *args)
     return slow;
 fail:
     PyMem_Free(keys.items);
-    PyMem_Free(keys.bytes);
+    PyMem_Free(keys.parts);
     Py_DECREF(slow);
     columns_done(&out);
     return NULL;
@@ -1286,6 +1452,7 @@ static PyMethodDef methods[] = {
     {"fast_parse", fast_parse, METH_VARARGS, "Validate ordinary point dicts into batch columns; return the rest's positions."},
     {"parse_json", parse_json, METH_VARARGS, "Validate the ordinary points of a JSON body into batch columns."},
     {"series_table", series_table, METH_NOARGS, "A new table of series seen valid, for parse_json."},
+    {"dict_series_table", dict_series_table, METH_NOARGS, "A new table of series seen valid, for fast_parse."},
     {"series_table_size", series_table_size, METH_O, "How many series a table holds."},
     {NULL, NULL, 0, NULL},
 };

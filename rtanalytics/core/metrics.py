@@ -376,9 +376,9 @@ def _parse_python(
     return rejected
 
 
-# Series already seen valid, for the C parsers: one table for point dicts, one for JSON bytes
-# (each keyed by the series as that form sends it).
-_DICT_TABLE = _speedups.series_table() if _speedups is not None else None
+# Series already seen valid, for the C parsers: one table for point dicts (keyed by their name
+# and tag strings), one for JSON bodies (keyed by the bytes of the name and tags object).
+_DICT_TABLE = _speedups.dict_series_table() if _speedups is not None else None
 _SERIES_TABLE = _speedups.series_table() if _speedups is not None else None
 
 

@@ -70,8 +70,8 @@ def test_series_keys_tell_apart_tag_values_that_hold_separators() -> None:
 
 
 def test_series_whose_parts_run_together_stay_apart_once_learned() -> None:
-    """The C parser remembers series by their name and tag strings laid end to end (each with
-    its length): series that read alike when run together must stay apart."""
+    """The C parser remembers series by their name and tag strings, one by one: series that
+    would read alike with their strings run together must stay apart."""
     tag_sets = [{"bc": "d"}, {"b": "cd"}, {"b": "c", "d": ""}, {"b": "c"}, {}, {"k": "ü"}, {"k": "u"}]
     points = [
         {"name": name, "type": "sum", "value": 1.0, "tags": tags}
@@ -180,3 +180,29 @@ def test_a_batch_the_c_parser_took_whole_reads_its_packed_doubles() -> None:
     assert len(mixed) == 4 and len(mixed.packed_ts) == 8 * 3  # the fourth came from the Python parser
     ts, values = mixed.float_columns()
     assert ts.base is None and values.tolist() == [1.5, 7.0, 1.0, 2.0]
+
+
+def test_a_series_named_by_other_string_objects_is_the_same_record() -> None:
+    """The C dict parser's table matches a series' strings by identity first and by text
+    otherwise: equal strings that are other objects (as a JSON decoder makes) find the record
+    the first point made, and are the same series; a tag value one character off is not."""
+
+    def fresh(text: str) -> str:
+        return "".join(list(text))
+
+    point = {"name": "ids.m", "type": "sum", "value": 1.0, "tags": {"host": "h1", "dc": "x"}}
+    parse_points([point], NOW)
+    parse_points([point], NOW)  # learned
+    size = metrics._speedups.series_table_size(metrics._DICT_TABLE)
+    twin = {
+        "name": fresh("ids.m"),
+        "type": "sum",
+        "value": 2.0,
+        "tags": {fresh("host"): fresh("h1"), fresh("dc"): fresh("x")},
+    }
+    other = {"name": "ids.m", "type": "sum", "value": 3.0, "tags": {"host": fresh("h2"), "dc": "x"}}
+    batch, rejected = parse_points([point, twin, other], NOW)
+    # the twin found the first point's record (had it not, it would have learned a second one)
+    assert not rejected and metrics._speedups.series_table_size(metrics._DICT_TABLE) == size
+    assert batch.series[0] == batch.series[1] != batch.series[2]
+    assert canonical(batch, rejected) == canonical(*parse_points([point, twin, other], NOW, native=False))
