@@ -1179,9 +1179,17 @@ learn_dict_series(IdTable *t, PyObject *series_cache, const Keyed *k, PyObject *
     return id_remember(t, k->hash, parts, k->nparts, entry);
 }
 
+#define MEMO 64
+
+/* A dict lookup remembered for one call: key (borrowed; NULL: empty) -> value (borrowed, may be NULL). */
+typedef struct {
+    PyObject *key, *value;
+} Memo;
+
 static PyObject *
 fast_parse(PyObject *self, PyObject *args)
 {
+    Memo types_seen[MEMO] = {{NULL, NULL}}, known_seen[MEMO] = {{NULL, NULL}};
     PyObject *points, *capsule, *series_cache, *known, *types_by_value, *skip_type, *count_type;
     Columns out;
     double now, latest, oldest;
@@ -1233,19 +1241,35 @@ fast_parse(PyObject *self, PyObject *args)
         raw_type = k->type;
         if (raw_type == NULL || !PyUnicode_CheckExact(raw_type) || k->has_window)
             goto take_slow;
-        mtype = PyDict_GetItemWithError(types_by_value, raw_type);
-        if (mtype == NULL) {
-            if (PyErr_Occurred()) goto fail;
-            goto take_slow;
+        {
+            /* Both dicts hold still for the call (no Python code runs in it): a point's type
+               and its name's registered type are remembered by string object, in small
+               direct-mapped caches, instead of a dict lookup each per point. */
+            Memo *m = &types_seen[((uintptr_t)raw_type >> 4) & (MEMO - 1)];
+            if (m->key != raw_type) {
+                PyObject *found = PyDict_GetItemWithError(types_by_value, raw_type);
+                if (found == NULL && PyErr_Occurred())
+                    goto fail;
+                m->key = raw_type;
+                m->value = found;
+            }
+            mtype = m->value;
         }
-        if (mtype == skip_type)
+        if (mtype == NULL || mtype == skip_type)
             goto take_slow;
-        held = PyDict_GetItemWithError(known, name);
-        if (held == NULL) {
-            if (PyErr_Occurred()) goto fail;
-        } else if (held != mtype) {
-            goto take_slow;
+        {
+            Memo *m = &known_seen[((uintptr_t)name >> 4) & (MEMO - 1)];
+            if (m->key != name) {
+                PyObject *found = PyDict_GetItemWithError(known, name);
+                if (found == NULL && PyErr_Occurred())
+                    goto fail;
+                m->key = name;
+                m->value = found;
+            }
+            held = m->value;
         }
+        if (held != NULL && held != mtype)
+            goto take_slow;
         value = k->value;
         if (value == NULL) {
             if (mtype != count_type) goto take_slow;
