@@ -206,3 +206,19 @@ def test_a_series_named_by_other_string_objects_is_the_same_record() -> None:
     assert not rejected and metrics._speedups.series_table_size(metrics._DICT_TABLE) == size
     assert batch.series[0] == batch.series[1] != batch.series[2]
     assert canonical(batch, rejected) == canonical(*parse_points([point, twin, other], NOW, native=False))
+
+
+def test_a_type_other_than_the_registered_one_goes_to_the_python_parser_every_time() -> None:
+    """The C parser remembers, for one call, each name's registered type: every point of
+    another type is still left to the Python parser, which refuses it."""
+    known = {"conf.m": MetricType.SUM}
+    ok = {"name": "conf.m", "type": "sum", "value": 1.0, "tags": {"k": "v"}}
+    other = {"name": "conf.m", "type": "count", "value": 1.0, "tags": {"k": "v"}}
+    parse_points([ok], NOW, known_types=known)
+    points: list[Any] = [ok, other, ok, other]
+    native = parse_points(points, NOW, known_types=known)
+    assert canonical(*native) == canonical(*parse_points(points, NOW, known_types=known, native=False))
+    assert [r.index for r in native[1]] == [1, 3] and len(native[0]) == 2
+    args = (NOW, NOW + MAX_FUTURE_SECONDS, NOW - 86_400, metrics._DICT_TABLE, metrics._CACHE.series, known)
+    types = (metrics._TYPES_BY_VALUE, MetricType.UNIQUE, MetricType.COUNT)
+    assert metrics._speedups.fast_parse(points, *args, *types, *PointBatch().native_columns()) == [1, 3]
