@@ -35,10 +35,13 @@ CONTROL_LIMIT = 1_000
 class Outbox:
     """What one connection still has to send.
 
-    `direct`, when given, writes a text frame at once if the connection can take it (see
-    `direct_writer`): an update to a client that keeps up then costs one write, with no wake-up
-    of the pump task and no queueing. Anything else, and everything while something is queued
-    or being sent, goes through the queues and the pump, in order.
+    `direct`, when given, writes text frames if the connection can take them (see
+    `direct_writer`): an update to a client that keeps up then costs no wake-up of the pump
+    task and no queueing. The frames of one turn of the event loop (a live-query tick pushes
+    every subscription due at once) are written together, once the turn's pushes are done: a
+    connection with several subscriptions due then costs one socket write, not one each.
+    Anything else, and everything while something is queued or being sent, goes through the
+    queues and the pump, in order; a control message first writes the frames held back.
     """
 
     def __init__(self, direct: Callable[[list[str]], bool] | None = None) -> None:
@@ -49,18 +52,24 @@ class Outbox:
         self.wake = asyncio.Event()
         self.direct = direct
         self.sending = False  # the pump holds messages it has not finished sending
+        self.held: list[
+            tuple[str, str, ResultRow, float]
+        ] = []  # (frame text, sub id, row, at) to write this turn
 
     def say(self, message: dict[str, Any]) -> None:
+        self.flush()
         self.control.append(message)
         self.wake.set()
 
     def announce(self, sub_id: str, message: dict[str, Any]) -> None:
         """Send `subscribed` before any data of the subscription."""
+        self.flush()
         self.control.append(message)
         self.announced.add(sub_id)
         self.wake.set()
 
     def forget(self, sub_id: str) -> None:
+        self.held = [h for h in self.held if h[1] != sub_id]
         self.pending.pop(sub_id, None)
         self.dropped.pop(sub_id, None)
         self.announced.discard(sub_id)
@@ -68,7 +77,6 @@ class Outbox:
     def put(self, update: LiveUpdate) -> None:
         """The live-query loop's sink: keep the newest value per metric x group."""
         sub_id = update.subscription
-        rows = update.rows
         if (
             self.direct is not None
             and not self.sending
@@ -76,16 +84,37 @@ class Outbox:
             and not self.pending
             and sub_id in self.announced
         ):
+            if not self.held:
+                _hold(self)
+            at = update.at
             head = _data_head(sub_id)
-            if self.direct([f"{head}{_data_json(row, update.at)}}}" for row in rows]):
-                return  # else the connection is busy: the rows wait in the queue
+            self.held.extend((f"{head}{_data_json(row, at)}}}", sub_id, row, at) for row in update.rows)
+            return
+        self._queue(
+            sub_id,
+            [((row.metric, tuple(row.group.items())), _data_json(row, update.at)) for row in update.rows],
+        )
+
+    def _queue(self, sub_id: str, items: list[tuple[tuple[str, Any], str]]) -> None:
+        """For the pump: the newest data of each metric x group, counting what it replaces."""
         held = self.pending.setdefault(sub_id, {})
-        for row in rows:
-            key = (row.metric, tuple(row.group.items()))
+        for key, data in items:
             if key in held:
                 self.dropped[sub_id] = self.dropped.get(sub_id, 0) + 1
-            held[key] = _data_json(row, update.at)
+            held[key] = data
         self.wake.set()
+
+    def flush(self) -> None:
+        """Write the frames held back this turn, in one socket write; if the connection cannot
+        take them now, they go to the queue (the pump sends them when it can)."""
+        if not self.held:
+            return
+        held, self.held = self.held, []
+        assert self.direct is not None
+        if self.direct([text for text, _, _, _ in held]):
+            return
+        for _, sub_id, row, at in held:
+            self._queue(sub_id, [((row.metric, tuple(row.group.items())), _data_json(row, at))])
 
     async def pump(self, ws: WebsocketImplProtocol) -> None:
         while True:
@@ -98,6 +127,7 @@ class Outbox:
                 self.sending = False
 
     async def _send_queued(self, ws: WebsocketImplProtocol) -> None:
+        self.flush()  # (say() already did; held frames go before anything the pump sends)
         while self.control:
             await ws.send(orjson.dumps(self.control.popleft()).decode())
         for sub_id in [s for s in self.pending if s in self.announced]:
@@ -113,6 +143,22 @@ class Outbox:
 
 
 DIRECT_WRITE_LIMIT = 64 * 1024  # bytes already waiting in the socket's buffer: past this, queue
+
+_holding: list[Outbox] = []  # outboxes with frames held back this turn of the event loop
+
+
+def _hold(outbox: Outbox) -> None:
+    """Flush `outbox` when this turn's pushes are done: one callback for all of them."""
+    if not _holding:
+        asyncio.get_running_loop().call_soon(_flush_held)
+    _holding.append(outbox)
+
+
+def _flush_held() -> None:
+    held = _holding[:]
+    _holding.clear()
+    for outbox in held:
+        outbox.flush()
 
 
 def direct_writer(ws: WebsocketImplProtocol) -> Callable[[list[str]], bool] | None:

@@ -362,7 +362,9 @@ async def test_an_outbox_writes_directly_only_when_nothing_waits() -> None:
     await asyncio.sleep(0.3)
     assert [m["type"] for m in ws.sent] == ["subscribed", "metric_data", "lagged"]
     assert ws.sent[1]["data"]["value"] == 2.0  # the newest value replaced the older one, said so
-    outbox.put(update(3.0))  # nothing waits now: written at once, the pump not woken
+    outbox.put(update(3.0))  # nothing waits now: written at the end of this turn, the pump not woken
+    assert written == []
+    await asyncio.sleep(0)
     assert len(written) == 1 and json.loads(written[0])["data"]["value"] == 3.0
     assert not outbox.pending and not outbox.wake.is_set()
     accept[0] = False  # the connection cannot take more now: queue, then the pump sends it
@@ -370,3 +372,39 @@ async def test_an_outbox_writes_directly_only_when_nothing_waits() -> None:
     await asyncio.sleep(0.2)
     pump.cancel()
     assert ws.sent[-1]["data"]["value"] == 4.0 and len(written) == 1
+
+
+async def test_the_updates_of_one_turn_go_out_in_one_write_and_before_what_follows() -> None:
+    """A connection's subscriptions pushed in one turn of the event loop (one live-query tick)
+    cost one socket write; a control message said later in the turn goes after them."""
+    writes: list[list[str]] = []
+
+    def direct(texts: list[str]) -> bool:
+        writes.append(texts)
+        return True
+
+    def update(sub: str, value: float) -> LiveUpdate:
+        return LiveUpdate(sub, (ResultRow(sub, {}, "sum", value, None, 60_000),), value)
+
+    outbox = Outbox(direct)
+    for sub in ("a", "b", "c"):
+        outbox.announce(sub, {"type": "subscribed", "id": sub})
+    ws = SlowSocket()
+    pump = asyncio.get_running_loop().create_task(outbox.pump(ws))  # type: ignore[arg-type]
+    await asyncio.sleep(0.3)  # the three `subscribed` sent
+    outbox.put(update("a", 1.0))
+    outbox.put(update("b", 2.0))
+    await asyncio.sleep(0)
+    assert [[json.loads(t)["id"] for t in texts] for texts in writes] == [["a", "b"]]
+    outbox.put(update("c", 3.0))
+    outbox.say({"type": "pong"})  # the held frame is written first, then the pump sends this
+    assert [json.loads(t)["id"] for t in writes[-1]] == ["c"]
+    outbox.put(update("a", 4.0))  # queued behind the pong now, not held
+    outbox.forget("a")
+    await asyncio.sleep(0.3)
+    assert [m["type"] for m in ws.sent[3:]] == ["pong"] and len(writes) == 2
+    outbox.put(update("b", 5.0))  # held, then unsubscribed in the same turn: never written
+    outbox.forget("b")
+    await asyncio.sleep(0)
+    pump.cancel()
+    assert len(writes) == 2
