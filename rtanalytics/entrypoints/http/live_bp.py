@@ -144,20 +144,23 @@ class Outbox:
 
 DIRECT_WRITE_LIMIT = 64 * 1024  # bytes already waiting in the socket's buffer: past this, queue
 
-_holding: list[Outbox] = []  # outboxes with frames held back this turn of the event loop
+# Outboxes with frames held back in this turn, per event loop (a loop closed before its
+# callback ran must not leave the next loop's outboxes waiting for a flush never scheduled)
+_holding: dict[asyncio.AbstractEventLoop, list[Outbox]] = {}
 
 
 def _hold(outbox: Outbox) -> None:
     """Flush `outbox` when this turn's pushes are done: one callback for all of them."""
-    if not _holding:
-        asyncio.get_running_loop().call_soon(_flush_held)
-    _holding.append(outbox)
+    loop = asyncio.get_running_loop()
+    held = _holding.get(loop)
+    if held is None:
+        held = _holding[loop] = []
+        loop.call_soon(_flush_held, loop)
+    held.append(outbox)
 
 
-def _flush_held() -> None:
-    held = _holding[:]
-    _holding.clear()
-    for outbox in held:
+def _flush_held(loop: asyncio.AbstractEventLoop) -> None:
+    for outbox in _holding.pop(loop, ()):
         outbox.flush()
 
 

@@ -408,3 +408,31 @@ async def test_the_updates_of_one_turn_go_out_in_one_write_and_before_what_follo
     await asyncio.sleep(0)
     pump.cancel()
     assert len(writes) == 2
+
+
+def test_frames_held_in_a_loop_that_closed_do_not_stall_the_next_loop() -> None:
+    """A loop that ends with frames held (its flush callback never ran) leaves the next loop's
+    outboxes flushing as usual."""
+    written: list[str] = []
+
+    def direct(texts: list[str]) -> bool:
+        written.extend(texts)
+        return True
+
+    def push() -> None:
+        outbox = Outbox(direct)
+        outbox.announced.add("s")
+        outbox.put(LiveUpdate("s", (ResultRow("m", {}, "sum", 1.0, None, 60_000),), 1.0))
+
+    async def push_and_wait() -> None:
+        push()
+        await asyncio.sleep(0)
+
+    loop = asyncio.new_event_loop()
+    loop.call_soon(push)
+    loop.call_soon(loop.stop)  # the loop stops before the flush it scheduled runs
+    loop.run_forever()
+    loop.close()
+    assert written == []
+    asyncio.run(push_and_wait())
+    assert len(written) == 1
