@@ -52,9 +52,8 @@ class Outbox:
         self.wake = asyncio.Event()
         self.direct = direct
         self.sending = False  # the pump holds messages it has not finished sending
-        self.held: list[
-            tuple[str, str, ResultRow, float]
-        ] = []  # (frame text, sub id, row, at) to write this turn
+        # frames to write when this turn of the event loop ends: (frame text, sub id, row, at)
+        self.held: list[tuple[str, str, ResultRow, float]] = []
 
     def say(self, message: dict[str, Any]) -> None:
         self.flush()
