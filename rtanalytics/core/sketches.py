@@ -22,6 +22,11 @@ from typing import Union, cast
 import datasketches
 import numpy as np
 
+try:  # the optional C speedup (setup.py); merge_counts_numpy is the reference
+    from rtanalytics.core import _speedups  # type: ignore[attr-defined]
+except ImportError:  # pragma: no cover - depends on the build
+    _speedups = None
+
 RELATIVE_ACCURACY = 0.01
 _GAMMA = (1 + RELATIVE_ACCURACY) / (1 - RELATIVE_ACCURACY)
 LOG_GAMMA = math.log(_GAMMA)
@@ -30,6 +35,21 @@ MIN_INDEXABLE = 1e-9
 _FORMAT_VERSION = 1
 HLL_LG_K = 14
 _FEW = 96  # values below which add_many adds them one by one (break-even ~100: 64 values 40 vs 50 us)
+
+
+def merge_counts_numpy(bins: Sequence[dict[int, int]]) -> dict[int, int]:
+    """The sum of dicts of bin -> count, keys ascending (the reference for the C merge_counts)."""
+    size = sum(map(len, bins))
+    if not size:
+        return {}
+    keys = np.fromiter(itertools.chain.from_iterable(bins), dtype=np.int64, count=size)
+    counts = np.fromiter(
+        itertools.chain.from_iterable(b.values() for b in bins), dtype=np.float64, count=size
+    )
+    low = int(keys.min())
+    sums = np.bincount(keys - low, weights=counts)
+    present = np.flatnonzero(sums)
+    return dict(zip((present + low).tolist(), sums[present].astype(np.int64).tolist(), strict=True))
 
 
 class QuantileSketch:
@@ -88,23 +108,14 @@ class QuantileSketch:
 
     @classmethod
     def merged(cls, sketches: Sequence[QuantileSketch]) -> QuantileSketch:
-        """One new sketch holding what all of these hold; their bins are summed with numpy in
-        one pass (a window of 60 one-second buckets: ~3x faster than merge() one by one)."""
+        """One new sketch holding what all of these hold; their bins are summed in one pass, by
+        the C speedup where it is built (a live percentile's 60 one-second sketches of ~250 bins:
+        1.1 ms with numpy), else with numpy (~3x faster than merge() one by one)."""
         out = cls()
         for side in ("positive", "negative"):
             bins: list[dict[int, int]] = [getattr(sketch, side) for sketch in sketches]
-            size = sum(map(len, bins))
-            if size:
-                keys = np.fromiter(itertools.chain.from_iterable(bins), dtype=np.int64, count=size)
-                counts = np.fromiter(
-                    itertools.chain.from_iterable(b.values() for b in bins), dtype=np.float64, count=size
-                )
-                low = int(keys.min())
-                sums = np.bincount(keys - low, weights=counts)
-                present = np.flatnonzero(sums)
-                setattr(
-                    out, side, dict(zip((present + low).tolist(), sums[present].astype(np.int64).tolist()))
-                )
+            summed = _speedups.merge_counts(bins) if _speedups is not None else None
+            setattr(out, side, summed if summed is not None else merge_counts_numpy(bins))
         out.zero = sum(sketch.zero for sketch in sketches)
         out.count = sum(sketch.count for sketch in sketches)
         return out

@@ -186,3 +186,49 @@ def test_add_many_of_few_or_many_values_counts_what_add_counts(xs: list[float]) 
             one_by_one.zero,
             one_by_one.count,
         )
+
+
+bin_dicts = st.lists(
+    st.dictionaries(
+        st.one_of(st.integers(-1_500, 1_500), st.integers(-40_000, 40_000)),
+        st.integers(1, 2**40),
+        max_size=40,
+    ),
+    max_size=8,
+)
+
+
+@given(bin_dicts)
+def test_the_c_merge_of_bins_equals_the_numpy_merge(bins: list[dict[int, int]]) -> None:
+    """merge_counts (C) sums bin counts as merge_counts_numpy does, keys in the same ascending
+    order, or says None (keys spanning more than its window) and merged() uses numpy."""
+    from rtanalytics.core import sketches
+
+    if sketches._speedups is None:
+        return
+    summed = sketches._speedups.merge_counts(bins)
+    keys = [k for b in bins for k in b]
+    if keys and max(keys) - min(keys) >= 65_536:
+        assert summed is None
+        return
+    assert summed is not None
+    assert list(summed.items()) == list(sketches.merge_counts_numpy(bins).items())
+
+
+def test_merged_sketches_are_the_same_with_or_without_the_c_merge() -> None:
+    rng = np.random.default_rng(5)
+    parts = []
+    for _ in range(60):
+        sketch = QuantileSketch()
+        sketch.add_many(np.concatenate([rng.lognormal(3, 1, 300), -rng.lognormal(1, 1, 20), [0.0]]))
+        parts.append(sketch)
+    from rtanalytics.core import sketches
+
+    native = QuantileSketch.merged(parts)
+    held, sketches._speedups = sketches._speedups, None
+    try:
+        reference = QuantileSketch.merged(parts)
+    finally:
+        sketches._speedups = held
+    assert native == reference and list(native.positive) == list(reference.positive)
+    assert native.count == sum(p.count for p in parts)
