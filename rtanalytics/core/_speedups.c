@@ -176,21 +176,18 @@ append_point(Columns *c, Py_ssize_t i, PyObject *name, PyObject *mtype, PyObject
  * Python parser's (name, k1, v1, ...) -> (tags, key) dict) before remembering them here.
  */
 
-/* A series as sent: the bytes of its name and of its tags object, text as it came. */
-typedef struct {
-    PyObject *name, *tags, *key;
-    Py_ssize_t name_len, tags_len;
-    char bytes[];
-} Record;
-
+/* The series tables of both parsers: open addressing on a 64-bit hash, at most half full.
+   Records are of the parser's kind (Record here, IdRecord for point dicts); the table knows
+   how to drop them. Each parser's capsule has its own name, so neither takes the other's. */
 typedef struct {
     uint64_t hash;
-    Record *rec;
+    void *rec;
 } Slot;
 
 typedef struct {
     Slot *slots;
     Py_ssize_t cap, used;
+    void (*drop)(void *rec);
 } Table;
 
 #define TABLE_LIMIT 200000
@@ -199,15 +196,9 @@ typedef struct {
 static void
 table_clear(Table *t)
 {
-    for (Py_ssize_t i = 0; i < t->cap; i++) {
-        Record *r = t->slots[i].rec;
-        if (r) {
-            Py_DECREF(r->name);
-            Py_DECREF(r->tags);
-            Py_DECREF(r->key);
-            PyMem_Free(r);
-        }
-    }
+    for (Py_ssize_t i = 0; i < t->cap; i++)
+        if (t->slots[i].rec)
+            t->drop(t->slots[i].rec);
     memset(t->slots, 0, sizeof(Slot) * t->cap);
     t->used = 0;
 }
@@ -215,7 +206,7 @@ table_clear(Table *t)
 static void
 table_free(PyObject *capsule)
 {
-    Table *t = PyCapsule_GetPointer(capsule, "rtanalytics.series_table");
+    Table *t = PyCapsule_GetPointer(capsule, PyCapsule_GetName(capsule));
     if (t == NULL)
         return;
     table_clear(t);
@@ -224,18 +215,19 @@ table_free(PyObject *capsule)
 }
 
 static PyObject *
-series_table(PyObject *self, PyObject *unused)
+table_new(const char *name, void (*drop)(void *rec))
 {
     Table *t = PyMem_Calloc(1, sizeof(Table));
     if (t == NULL)
         return PyErr_NoMemory();
     t->cap = 1024;
+    t->drop = drop;
     t->slots = PyMem_Calloc(t->cap, sizeof(Slot));
     if (t->slots == NULL) {
         PyMem_Free(t);
         return PyErr_NoMemory();
     }
-    PyObject *capsule = PyCapsule_New(t, "rtanalytics.series_table", table_free);
+    PyObject *capsule = PyCapsule_New(t, name, table_free);
     if (capsule == NULL) {
         PyMem_Free(t->slots);
         PyMem_Free(t);
@@ -243,6 +235,73 @@ series_table(PyObject *self, PyObject *unused)
     return capsule;
 }
 
+/* Room for one more record (first clearing a table at its bound, like the Python parser's
+   caches): 0, or -1 with an error set. */
+static int
+table_room(Table *t)
+{
+    if (t->used >= TABLE_LIMIT)
+        table_clear(t);
+    if ((t->used + 1) * 2 <= t->cap)
+        return 0;
+    Py_ssize_t old_cap = t->cap;
+    Slot *old = t->slots;
+    Slot *slots = PyMem_Calloc(old_cap * 2, sizeof(Slot));
+    if (slots == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    t->slots = slots;
+    t->cap = old_cap * 2;
+    Py_ssize_t mask = t->cap - 1;
+    for (Py_ssize_t i = 0; i < old_cap; i++) {
+        if (old[i].rec == NULL)
+            continue;
+        Py_ssize_t j = (Py_ssize_t)(old[i].hash & mask);
+        while (slots[j].rec != NULL)
+            j = (j + 1) & mask;
+        slots[j] = old[i];
+    }
+    PyMem_Free(old);
+    return 0;
+}
+
+/* The record a later lookup of `hash` will most likely compare (the slot holding that hash:
+   the home slot holds another series a third of the time, at the table's load); NULL if none.
+   Only slots are read, for prefetching. */
+static inline void *
+table_likely(const Table *t, uint64_t hash)
+{
+    Py_ssize_t mask = t->cap - 1;
+    for (Py_ssize_t i = (Py_ssize_t)(hash & mask);; i = (i + 1) & mask) {
+        const Slot *slot = &t->slots[i];
+        if (slot->rec == NULL || slot->hash == hash)
+            return slot->rec;
+    }
+}
+
+/* A series as sent: the bytes of its name and of its tags object, text as it came. */
+typedef struct {
+    PyObject *name, *tags, *key;
+    Py_ssize_t name_len, tags_len;
+    char bytes[];
+} Record;
+
+static void
+record_drop(void *rec)
+{
+    Record *r = rec;
+    Py_DECREF(r->name);
+    Py_DECREF(r->tags);
+    Py_DECREF(r->key);
+    PyMem_Free(r);
+}
+
+static PyObject *
+series_table(PyObject *self, PyObject *unused)
+{
+    return table_new("rtanalytics.series_table", record_drop);
+}
 
 /* A hash of some bytes, eight at a time (multiply-xorshift; not cryptographic: a collision only
    costs a memcmp). */
@@ -281,50 +340,17 @@ table_find(Table *t, uint64_t hash, const char *name, Py_ssize_t name_len, const
     }
 }
 
-/* Ask for the record a later lookup of `hash` will compare: the slot holding that hash (its
-   home slot holds another series a third of the time, at the table's load), and both cache
-   lines of the record (its header, then the bytes of a name and a tags object as sent: ~120
-   bytes in the workload; the second line's miss showed up in memcmp). Only slots are read
-   here, never a record. */
+/* Both cache lines of the record a later lookup of `hash` will compare: a JSON series' header
+   and the bytes of its name and tags object (~120 bytes in the workload; the second line's miss
+   showed up in memcmp), or a dict series' header and string pointers (~80 bytes). */
 static inline void
 prefetch_record(const Table *t, uint64_t hash)
 {
-    Py_ssize_t mask = t->cap - 1;
-    for (Py_ssize_t i = (Py_ssize_t)(hash & mask);; i = (i + 1) & mask) {
-        const Slot *slot = &t->slots[i];
-        if (slot->rec == NULL)
-            return;
-        if (slot->hash == hash) {
-            __builtin_prefetch(slot->rec);
-            __builtin_prefetch((const char *)slot->rec + 64);
-            return;
-        }
+    const char *r = table_likely(t, hash);
+    if (r != NULL) {
+        __builtin_prefetch(r);
+        __builtin_prefetch(r + 64);
     }
-}
-
-static int
-table_grow(Table *t)
-{
-    Py_ssize_t old_cap = t->cap;
-    Slot *old = t->slots;
-    Slot *slots = PyMem_Calloc(old_cap * 2, sizeof(Slot));
-    if (slots == NULL) {
-        PyErr_NoMemory();
-        return -1;
-    }
-    t->slots = slots;
-    t->cap = old_cap * 2;
-    Py_ssize_t mask = t->cap - 1;
-    for (Py_ssize_t i = 0; i < old_cap; i++) {
-        if (old[i].rec == NULL)
-            continue;
-        Py_ssize_t j = (Py_ssize_t)(old[i].hash & mask);
-        while (slots[j].rec != NULL)
-            j = (j + 1) & mask;
-        slots[j] = old[i];
-    }
-    PyMem_Free(old);
-    return 0;
 }
 
 /* Remember a series; the record takes new references. */
@@ -332,9 +358,7 @@ static Record *
 table_put(Table *t, uint64_t hash, const char *name_at, Py_ssize_t name_len, const char *tags_at,
           Py_ssize_t tags_len, PyObject *name, PyObject *tags, PyObject *key)
 {
-    if (t->used >= TABLE_LIMIT)
-        table_clear(t); /* bounded, like the Python parser's caches */
-    if ((t->used + 1) * 2 > t->cap && table_grow(t) < 0)
+    if (table_room(t) < 0)
         return NULL;
     Slot *slot = table_find(t, hash, name_at, name_len, tags_at, tags_len);
     Record *r = PyMem_Malloc(sizeof(Record) + name_len + tags_len);
@@ -910,16 +934,6 @@ typedef struct {
     PyObject *parts[]; /* name, k1, v1, ... */
 } IdRecord;
 
-typedef struct {
-    uint64_t hash;
-    IdRecord *rec;
-} IdSlot;
-
-typedef struct {
-    IdSlot *slots;
-    Py_ssize_t cap, used;
-} IdTable;
-
 static inline uint64_t
 mix(uint64_t h, uint64_t x)
 {
@@ -928,51 +942,20 @@ mix(uint64_t h, uint64_t x)
 }
 
 static void
-id_table_clear(IdTable *t)
+id_record_drop(void *rec)
 {
-    for (Py_ssize_t i = 0; i < t->cap; i++) {
-        IdRecord *r = t->slots[i].rec;
-        if (r) {
-            Py_DECREF(r->tags);
-            Py_DECREF(r->key);
-            for (Py_ssize_t k = 0; k < r->n; k++)
-                Py_DECREF(r->parts[k]);
-            PyMem_Free(r);
-        }
-    }
-    memset(t->slots, 0, sizeof(IdSlot) * t->cap);
-    t->used = 0;
-}
-
-static void
-id_table_free(PyObject *capsule)
-{
-    IdTable *t = PyCapsule_GetPointer(capsule, "rtanalytics.dict_series_table");
-    if (t == NULL)
-        return;
-    id_table_clear(t);
-    PyMem_Free(t->slots);
-    PyMem_Free(t);
+    IdRecord *r = rec;
+    Py_DECREF(r->tags);
+    Py_DECREF(r->key);
+    for (Py_ssize_t k = 0; k < r->n; k++)
+        Py_DECREF(r->parts[k]);
+    PyMem_Free(r);
 }
 
 static PyObject *
 dict_series_table(PyObject *self, PyObject *unused)
 {
-    IdTable *t = PyMem_Calloc(1, sizeof(IdTable));
-    if (t == NULL)
-        return PyErr_NoMemory();
-    t->cap = 1024;
-    t->slots = PyMem_Calloc(t->cap, sizeof(IdSlot));
-    if (t->slots == NULL) {
-        PyMem_Free(t);
-        return PyErr_NoMemory();
-    }
-    PyObject *capsule = PyCapsule_New(t, "rtanalytics.dict_series_table", id_table_free);
-    if (capsule == NULL) {
-        PyMem_Free(t->slots);
-        PyMem_Free(t);
-    }
-    return capsule;
+    return table_new("rtanalytics.dict_series_table", id_record_drop);
 }
 
 /* Two exact strs: the same text? (Identity first: a client's own constants.) */
@@ -986,12 +969,12 @@ same_str(PyObject *a, PyObject *b)
            memcmp(PyUnicode_DATA(a), PyUnicode_DATA(b), (size_t)len * PyUnicode_KIND(a)) == 0;
 }
 
-static inline IdSlot *
-id_table_find(IdTable *t, uint64_t hash, PyObject *const *parts, Py_ssize_t n)
+static inline Slot *
+id_table_find(Table *t, uint64_t hash, PyObject *const *parts, Py_ssize_t n)
 {
     Py_ssize_t mask = t->cap - 1;
     for (Py_ssize_t i = (Py_ssize_t)(hash & mask);; i = (i + 1) & mask) {
-        IdSlot *slot = &t->slots[i];
+        Slot *slot = &t->slots[i];
         IdRecord *r = slot->rec;
         if (r == NULL)
             return slot;
@@ -1005,79 +988,29 @@ id_table_find(IdTable *t, uint64_t hash, PyObject *const *parts, Py_ssize_t n)
     }
 }
 
-/* As prefetch_record: the record a later lookup of `hash` compares (its parts are pointers). */
-static inline void
-id_prefetch(const IdTable *t, uint64_t hash)
-{
-    Py_ssize_t mask = t->cap - 1;
-    for (Py_ssize_t i = (Py_ssize_t)(hash & mask);; i = (i + 1) & mask) {
-        const IdSlot *slot = &t->slots[i];
-        if (slot->rec == NULL)
-            return;
-        if (slot->hash == hash) {
-            __builtin_prefetch(slot->rec);
-            __builtin_prefetch((const char *)slot->rec + 64);
-            return;
-        }
-    }
-}
-
 /* Later, when the record has arrived: the objects a point's append will take references to
    (their reference counts are written; those misses were most of append_point's time). */
 static inline void
-id_prefetch_objects(const IdTable *t, uint64_t hash)
+id_prefetch_objects(const Table *t, uint64_t hash)
 {
-    Py_ssize_t mask = t->cap - 1;
-    for (Py_ssize_t i = (Py_ssize_t)(hash & mask);; i = (i + 1) & mask) {
-        const IdSlot *slot = &t->slots[i];
-        if (slot->rec == NULL)
-            return;
-        if (slot->hash == hash) {
-            __builtin_prefetch(slot->rec->tags, 1);
-            __builtin_prefetch(slot->rec->key, 1);
-            return;
-        }
+    const IdRecord *r = table_likely(t, hash);
+    if (r != NULL) {
+        __builtin_prefetch(r->tags, 1);
+        __builtin_prefetch(r->key, 1);
     }
-}
-
-static int
-id_table_grow(IdTable *t)
-{
-    Py_ssize_t old_cap = t->cap;
-    IdSlot *old = t->slots;
-    IdSlot *slots = PyMem_Calloc(old_cap * 2, sizeof(IdSlot));
-    if (slots == NULL) {
-        PyErr_NoMemory();
-        return -1;
-    }
-    t->slots = slots;
-    t->cap = old_cap * 2;
-    Py_ssize_t mask = t->cap - 1;
-    for (Py_ssize_t i = 0; i < old_cap; i++) {
-        if (old[i].rec == NULL)
-            continue;
-        Py_ssize_t j = (Py_ssize_t)(old[i].hash & mask);
-        while (slots[j].rec != NULL)
-            j = (j + 1) & mask;
-        slots[j] = old[i];
-    }
-    PyMem_Free(old);
-    return 0;
 }
 
 /* Remember what series_cache said of a series (`entry`: its (tags, key)); new references. */
 static IdRecord *
-id_remember(IdTable *t, uint64_t hash, PyObject *const *parts, Py_ssize_t n, PyObject *entry)
+id_remember(Table *t, uint64_t hash, PyObject *const *parts, Py_ssize_t n, PyObject *entry)
 {
     if (!PyTuple_CheckExact(entry) || PyTuple_GET_SIZE(entry) != 2) {
         PyErr_SetString(PyExc_TypeError, "series cache entries are (tags, key) pairs");
         return NULL;
     }
-    if (t->used >= TABLE_LIMIT)
-        id_table_clear(t); /* bounded, like the Python parser's caches */
-    if ((t->used + 1) * 2 > t->cap && id_table_grow(t) < 0)
+    if (table_room(t) < 0)
         return NULL;
-    IdSlot *slot = id_table_find(t, hash, parts, n);
+    Slot *slot = id_table_find(t, hash, parts, n);
     IdRecord *r = PyMem_Malloc(sizeof(IdRecord) + n * sizeof(PyObject *));
     if (r == NULL) {
         PyErr_NoMemory();
@@ -1097,9 +1030,9 @@ id_remember(IdTable *t, uint64_t hash, PyObject *const *parts, Py_ssize_t n, PyO
 static PyObject *
 series_table_size(PyObject *self, PyObject *capsule)
 {
-    if (PyCapsule_IsValid(capsule, "rtanalytics.dict_series_table"))
-        return PyLong_FromSsize_t(((IdTable *)PyCapsule_GetPointer(capsule, "rtanalytics.dict_series_table"))->used);
-    Table *t = PyCapsule_GetPointer(capsule, "rtanalytics.series_table");
+    const char *name = PyCapsule_IsValid(capsule, "rtanalytics.dict_series_table") ? "rtanalytics.dict_series_table"
+                                                                                 : "rtanalytics.series_table";
+    Table *t = PyCapsule_GetPointer(capsule, name);
     if (t == NULL)
         return NULL;
     return PyLong_FromSsize_t(t->used);
@@ -1163,7 +1096,7 @@ key_point(Keys *keys, Py_ssize_t i, PyObject *p)
 /* Ask the Python parser's cache for a series this table has not seen yet, by (name, k1, v1, ...)
    as the client sent them; NULL (no error) when it has not been seen valid. */
 static IdRecord *
-learn_dict_series(IdTable *t, PyObject *series_cache, const Keyed *k, PyObject *const *parts)
+learn_dict_series(Table *t, PyObject *series_cache, const Keyed *k, PyObject *const *parts)
 {
     if (PyErr_Occurred())
         return NULL;
@@ -1202,7 +1135,7 @@ fast_parse(PyObject *self, PyObject *args)
                           &PyList_Type, &out.values, &PyByteArray_Type, &out.packed_ts, &PyByteArray_Type,
                           &out.packed_values))
         return NULL;
-    IdTable *table = PyCapsule_GetPointer(capsule, "rtanalytics.dict_series_table");
+    Table *table = PyCapsule_GetPointer(capsule, "rtanalytics.dict_series_table");
     Py_ssize_t n = PyList_GET_SIZE(points);
     if (table == NULL)
         return NULL;
@@ -1229,7 +1162,7 @@ fast_parse(PyObject *self, PyObject *args)
     }
     for (Py_ssize_t i = 0; i < n; i++) {
         if (i + PREFETCH_AHEAD < n && keys.items[i + PREFETCH_AHEAD].ok)
-            id_prefetch(table, keys.items[i + PREFETCH_AHEAD].hash);
+            prefetch_record(table, keys.items[i + PREFETCH_AHEAD].hash);
         if (i + PREFETCH_AHEAD / 2 < n && keys.items[i + PREFETCH_AHEAD / 2].ok)
             id_prefetch_objects(table, keys.items[i + PREFETCH_AHEAD / 2].hash);
         PyObject *name, *raw_type, *mtype, *held, *value, *tags, *series, *raw_ts;
