@@ -1488,6 +1488,8 @@ merge_counts(PyObject *self, PyObject *dicts)
                 lo = k;
             if (k > hi)
                 hi = k;
+            if (hi - lo >= MERGE_SPAN) /* (a key inside the grown window's margin can widen it too) */
+                goto not_plain;
         }
     }
     out = PyDict_New();
