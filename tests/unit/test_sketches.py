@@ -4,7 +4,7 @@ import itertools
 
 import numpy as np
 from ddsketch import DDSketch
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from rtanalytics.core.sketches import RELATIVE_ACCURACY, DistinctSketch, QuantileSketch, _bin_value
@@ -199,6 +199,7 @@ bin_dicts = st.lists(
 
 
 @given(bin_dicts)
+@example([{25_025: 1, -39_999: 1, 25_537: 1}])  # the span reaches the limit inside the grown window's margin
 def test_the_c_merge_of_bins_equals_the_numpy_merge(bins: list[dict[int, int]]) -> None:
     """merge_counts (C) sums bin counts as merge_counts_numpy does, keys in the same ascending
     order, or says None (keys spanning more than its window) and merged() uses numpy."""
