@@ -734,6 +734,19 @@ typedef struct {
     double value, ts;
 } Point;
 
+/* A Point with nothing found yet. Only the scalars: the tag arrays (1 KB) are read up to
+   `ntags` only, and clearing them for every point was ~4 % of HTTP ingest (perf). */
+static inline void
+point_init(Point *pt, double ts)
+{
+    pt->name_at = pt->type_at = NULL;
+    pt->tags_at = "";
+    pt->name_len = pt->type_len = pt->tags_len = 0;
+    pt->ntags = pt->has_value = 0;
+    pt->value = 1.0;
+    pt->ts = ts;
+}
+
 /* A tags object of plain strings; -1 for anything else. */
 static int
 scan_tags(Scan *s, Point *pt)
@@ -1328,10 +1341,7 @@ parse_json(PyObject *self, PyObject *args)
         const char *point_at = s.p;
         Py_ssize_t i = count++;
         Point pt;
-        memset(&pt, 0, sizeof pt);
-        pt.tags_at = "";
-        pt.value = 1.0;
-        pt.ts = now;
+        point_init(&pt, now);
         int fast = count <= max_points && scan_point(&s, &pt) == 0;
         PyObject *mtype = NULL;
         if (fast) {
@@ -1380,8 +1390,7 @@ parse_json(PyObject *self, PyObject *args)
             /* not seen here yet: scan the point again for its tag strings, and ask the cache */
             Scan again = {q->point_at, q->point_end};
             Point pt;
-            memset(&pt, 0, sizeof pt);
-            pt.tags_at = "";
+            point_init(&pt, 0.0);
             scan_point(&again, &pt);
             e = learn_series(table, series_cache, q->hash, q->name_at, q->name_len, q->tags_at, q->tags_len,
                              pt.tag_at, pt.tag_len, pt.ntags);
