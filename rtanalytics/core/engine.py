@@ -179,13 +179,13 @@ class AnalyticsEngine:
         """Register and store a parsed batch; tell listeners what changed."""
         infos = self._infos.setdefault(tenant, {})
         known = self._types.setdefault(tenant, {})
-        names = frozenset(batch.names)  # once per batch: registration and change notices both need it
+        names = batch.name_set()  # once per batch: registration and change notices both need it
         if len(batch):
             parsed = batch
             batch, more = await self._register(tenant, batch, names, infos, known)
             rejected.extend(more)
             if batch is not parsed:
-                names = frozenset(batch.names)
+                names = batch.name_set()
         accepted = 0
         if len(batch):
             refused = await self.store.write(tenant, batch, now, self.limits.max_series_per_tenant)

@@ -222,3 +222,39 @@ def test_a_type_other_than_the_registered_one_goes_to_the_python_parser_every_ti
     args = (NOW, NOW + MAX_FUTURE_SECONDS, NOW - 86_400, metrics._DICT_TABLE, metrics._CACHE.series, known)
     types = (metrics._TYPES_BY_VALUE, MetricType.UNIQUE, MetricType.COUNT)
     assert metrics._speedups.fast_parse(points, *args, *types, *PointBatch().native_columns()) == [1, 3]
+
+
+@given(st.lists(st.integers(0, 400), max_size=2000), st.integers(1, 400))
+def test_distinct_is_frozenset(picks: list[int], pool: int) -> None:
+    """distinct() remembers objects by address in a small table; past its room, and for equal
+    strings that are other objects, the set itself must still fold them."""
+    shared = [f"name.{k}" for k in range(pool)]
+    items = [shared[k % pool] if k % 3 else f"name.{k % pool}" for k in picks]  # 1 in 3 a fresh object
+    assert metrics._speedups.distinct(items) == frozenset(items)
+
+
+def test_distinct_past_its_table() -> None:
+    """More distinct objects than the table has slots: the rest still reach the set."""
+    items = [f"name.{k}" for k in range(1000)] * 2
+    assert metrics._speedups.distinct(items) == frozenset(items)
+
+
+def test_distinct_refuses_what_frozenset_refuses() -> None:
+    with pytest.raises(TypeError):
+        metrics._speedups.distinct([["not hashable"]])
+    with pytest.raises(TypeError):
+        metrics._speedups.distinct(("a", "b"))
+
+
+def test_json_parser_names_are_one_object_per_metric() -> None:
+    """Every series of a metric the JSON parser knows shares one name object (interned), so a
+    batch's names are a few objects that stay in the cache."""
+    body = orjson.dumps(
+        {"metrics": [{"name": "one.metric", "type": "count", "tags": {"k": str(i)}} for i in range(20)]}
+    )
+    metrics.parse_json_points(body, NOW, max_points=100)  # the Python parser sees them valid first
+    parsed = metrics.parse_json_points(body, NOW, max_points=100)
+    assert parsed is not None
+    names = parsed[1].names
+    assert len(names) == 20 and len({id(n) for n in names}) == 1
+    assert parsed[1].name_set() == frozenset({"one.metric"})
