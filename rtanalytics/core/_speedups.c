@@ -28,6 +28,9 @@ static PyObject *k_name, *k_type, *k_value, *k_tags, *k_timestamp, *k_window, *e
 /* The PointBatch columns both parsers append to (PointBatch.native_columns(), in that order):
    seven lists, then two bytearrays that take each appended point's timestamp and value as
    doubles (the store reads them with np.frombuffer instead of converting the lists). */
+/* The batch columns a parser appends to. timestamps and values NULL: the points' floats are
+   written to the packed columns only (parse_json; the batch makes the float objects if
+   anything asks for them). */
 typedef struct {
     PyObject *index, *names, *types, *tags, *series, *timestamps, *values, *packed_ts, *packed_values;
     Py_ssize_t packed_at, packed_room, packed_n; /* doubles there before the call, room, written */
@@ -97,7 +100,7 @@ columns_reserve(Columns *c, Py_ssize_t extra)
     c->packed_n = 0;
     PyObject *lists[] = {c->index, c->names, c->types, c->tags, c->series, c->timestamps, c->values};
     for (int k = 0; k < 7; k++)
-        if (reserve(lists[k], extra) < 0)
+        if (lists[k] != NULL && reserve(lists[k], extra) < 0)
             return -1;
     if (PyByteArray_Resize(c->packed_ts, (c->packed_at + extra) * 8) < 0 ||
         PyByteArray_Resize(c->packed_values, (c->packed_at + extra) * 8) < 0)
@@ -135,10 +138,11 @@ static int
 append_point(Columns *c, Py_ssize_t i, PyObject *name, PyObject *mtype, PyObject *tags, PyObject *series,
              double ts, PyObject *ts_obj, double v, PyObject *v_obj)
 {
+    int floats = c->timestamps != NULL;
     PyObject *idx = position(i);
-    PyObject *tsv = float_of(ts_obj, ts);
-    PyObject *val = float_of(v_obj, v);
-    if (idx == NULL || tsv == NULL || val == NULL) {
+    PyObject *tsv = floats ? float_of(ts_obj, ts) : NULL;
+    PyObject *val = floats ? float_of(v_obj, v) : NULL;
+    if (idx == NULL || (floats && (tsv == NULL || val == NULL))) {
         Py_XDECREF(idx);
         Py_XDECREF(tsv);
         Py_XDECREF(val);
@@ -148,20 +152,29 @@ append_point(Columns *c, Py_ssize_t i, PyObject *name, PyObject *mtype, PyObject
         Py_ssize_t at = (c->packed_at + c->packed_n++) * 8;
         memcpy(PyByteArray_AS_STRING(c->packed_ts) + at, &ts, 8);
         memcpy(PyByteArray_AS_STRING(c->packed_values) + at, &v, 8);
+    } else if (!floats) { /* cannot happen (room for every point is made first) */
+        Py_DECREF(idx);
+        PyErr_SetString(PyExc_SystemError, "parse_json: no room left in the packed columns");
+        return -1;
     } else {
-        c->packed_room = c->packed_n = -1; /* cannot happen (room for every point is made first); if
-                                             it did, the packed columns are dropped below */
+        c->packed_room = c->packed_n = -1; /* cannot happen either; the packed columns are dropped
+                                             below, and the float lists are whole */
     }
-    return push(c->index, idx) | push(c->names, Py_NewRef(name)) | push(c->types, Py_NewRef(mtype)) |
-           push(c->tags, Py_NewRef(tags)) | push(c->series, Py_NewRef(series)) | push(c->timestamps, tsv) |
-           push(c->values, val);
+    int bad = push(c->index, idx) | push(c->names, Py_NewRef(name)) | push(c->types, Py_NewRef(mtype)) |
+              push(c->tags, Py_NewRef(tags)) | push(c->series, Py_NewRef(series));
+    if (floats)
+        bad |= push(c->timestamps, tsv) | push(c->values, val);
+    return bad;
 }
 
 /* ---- JSON bytes straight to batch columns ----------------------------------------------------
  *
  * parse_json(body, now, latest, oldest, table, series_cache, known_types, types_by_value,
  *            skip_type, count_type, max_points, index, names, types, tags, series, timestamps,
- *            values) -> None | (count, slow)
+ *            values, packed_ts, packed_values) -> None | (count, slow)
+ *
+ * timestamps and values may both be None: the points' floats then go to the packed columns
+ * only (PointBatch.defer_floats).
  *
  * For a body of the plain shape {"metrics": [point, ...]} it scans the bytes once and appends
  * the ordinary points to the columns, as fast_parse does for dicts, without building a Python
@@ -1294,13 +1307,20 @@ parse_json(PyObject *self, PyObject *args)
     PyObject *capsule, *series_cache, *known, *types_by_value, *skip_type, *count_type;
     Py_ssize_t max_points;
     Columns out;
-    if (!PyArg_ParseTuple(args, "y*dddOO!O!O!OOnO!O!O!O!O!O!O!O!O!", &body, &now, &latest, &oldest, &capsule,
+    if (!PyArg_ParseTuple(args, "y*dddOO!O!O!OOnO!O!O!O!O!OOO!O!", &body, &now, &latest, &oldest, &capsule,
                           &PyDict_Type, &series_cache, &PyDict_Type, &known, &PyDict_Type, &types_by_value,
                           &skip_type, &count_type, &max_points, &PyList_Type, &out.index, &PyList_Type,
                           &out.names, &PyList_Type, &out.types, &PyList_Type, &out.tags, &PyList_Type,
-                          &out.series, &PyList_Type, &out.timestamps, &PyList_Type, &out.values,
-                          &PyByteArray_Type, &out.packed_ts, &PyByteArray_Type, &out.packed_values))
+                          &out.series, &out.timestamps, &out.values, &PyByteArray_Type, &out.packed_ts,
+                          &PyByteArray_Type, &out.packed_values))
         return NULL;
+    if (out.timestamps == Py_None && out.values == Py_None) {
+        out.timestamps = out.values = NULL; /* floats in the packed columns only */
+    } else if (!PyList_Check(out.timestamps) || !PyList_Check(out.values)) {
+        PyBuffer_Release(&body);
+        PyErr_SetString(PyExc_TypeError, "parse_json: timestamps and values are both lists, or both None");
+        return NULL;
+    }
     PyObject *slow = NULL, *result = NULL;
     PendingList pending = {NULL, 0, 0};
     int reserved = 0; /* columns_reserve was called and columns_done not yet */

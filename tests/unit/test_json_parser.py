@@ -165,3 +165,22 @@ def test_strings_of_any_length_scan_as_orjson_reads_them(text: str, how: str, pa
         {},
     )
     check(b'{"metrics": [{"name": "a", "type": "sum", "value": 1, "tags": {"k": ' + value + b"}}]}", {})
+
+
+def test_floats_of_the_points_it_took_come_first_then_the_python_parsers() -> None:
+    """The C parser's points keep their floats packed until asked for; the points it leaves to
+    the Python parser (here one with a window) are appended after them. Asked for, the columns
+    line up point by point with the Python parser's."""
+    fast = {"name": "deferred.metric", "type": "sum", "value": 1.5, "timestamp": NOW - 3, "tags": {"k": "v"}}
+    slow = {"name": "deferred.metric", "type": "sum", "value": 7.25, "timestamp": NOW - 9, "window": "1m"}
+    points = [fast, slow, {**fast, "value": 2.5, "timestamp": NOW - 1}]
+    parse_points([fast], NOW)  # the Python parser sees the series valid: the C parser takes it next
+    found = parse_json_points(orjson.dumps({"metrics": points}), NOW, max_points=10)
+    assert found is not None
+    _, batch, _ = found
+    assert batch.index == [0, 2, 1]
+    assert batch.timestamps == [NOW - 3, NOW - 1, NOW - 9]
+    assert batch.values == [1.5, 2.5, 7.25]
+    reference, _ = parse_points(points, NOW)
+    assert canonical(batch, []) == canonical(reference, [])
+    assert batch == batch.select([True, True, True]) and batch != batch.select([True, False, True])
