@@ -1570,7 +1570,9 @@ distinct(PyObject *self, PyObject *items)
         PyObject *item = PyList_GET_ITEM(items, i);
         size_t at = ((uintptr_t)item >> 4) * 0x9E3779B97F4A7C15ULL >> 56; /* 0..255 */
         int known = 0;
-        for (int k = 0; k < DISTINCT_PROBES; k++) {
+        /* Only exact str by address: hashing and comparing them runs no Python code, which
+           could change the list and free an address the table holds. */
+        for (int k = 0; PyUnicode_CheckExact(item) && k < DISTINCT_PROBES; k++) {
             PyObject **slot = &seen[(at + k) & (DISTINCT_SLOTS - 1)];
             if (*slot == item) {
                 known = 1;

@@ -95,7 +95,7 @@ class PointBatch:
     """Validated points, column by column; `index` is each point's position in the request.
 
     `timestamps` and `values` of the points the C JSON parser took are made from its packed
-    doubles when first asked for (`deferred` leading points): the store reads the packed
+    doubles when first asked for (the first `_deferred` points): the store reads the packed
     doubles, and making 2,000 float objects a batch that nothing reads was ~7 % of
     `Engine.ingest_json`."""
 
