@@ -1148,6 +1148,23 @@ typedef struct {
     PyObject *key, *value;
 } Memo;
 
+/* dict[key] (NULL when absent) through the call's memo of that dict; -1 on error. The dict
+   holds still for the call (no Python code runs in it), so a remembered answer stays true. */
+static inline int
+memo_get(Memo *memo, PyObject *dict, PyObject *key, PyObject **out)
+{
+    Memo *m = &memo[((uintptr_t)key >> 4) & (MEMO - 1)];
+    if (m->key != key) {
+        PyObject *found = PyDict_GetItemWithError(dict, key);
+        if (found == NULL && PyErr_Occurred())
+            return -1;
+        m->key = key;
+        m->value = found;
+    }
+    *out = m->value;
+    return 0;
+}
+
 static PyObject *
 fast_parse(PyObject *self, PyObject *args)
 {
@@ -1203,33 +1220,14 @@ fast_parse(PyObject *self, PyObject *args)
         raw_type = k->type;
         if (raw_type == NULL || !PyUnicode_CheckExact(raw_type) || k->has_window)
             goto take_slow;
-        {
-            /* Both dicts hold still for the call (no Python code runs in it): a point's type
-               and its name's registered type are remembered by string object, in small
-               direct-mapped caches, instead of a dict lookup each per point. */
-            Memo *m = &types_seen[((uintptr_t)raw_type >> 4) & (MEMO - 1)];
-            if (m->key != raw_type) {
-                PyObject *found = PyDict_GetItemWithError(types_by_value, raw_type);
-                if (found == NULL && PyErr_Occurred())
-                    goto fail;
-                m->key = raw_type;
-                m->value = found;
-            }
-            mtype = m->value;
-        }
+        /* A point's type and its name's registered type, remembered by string object in small
+           direct-mapped caches instead of a dict lookup each per point. */
+        if (memo_get(types_seen, types_by_value, raw_type, &mtype) < 0)
+            goto fail;
         if (mtype == NULL || mtype == skip_type)
             goto take_slow;
-        {
-            Memo *m = &known_seen[((uintptr_t)name >> 4) & (MEMO - 1)];
-            if (m->key != name) {
-                PyObject *found = PyDict_GetItemWithError(known, name);
-                if (found == NULL && PyErr_Occurred())
-                    goto fail;
-                m->key = name;
-                m->value = found;
-            }
-            held = m->value;
-        }
+        if (memo_get(known_seen, known, name, &held) < 0)
+            goto fail;
         if (held != NULL && held != mtype)
             goto take_slow;
         value = k->value;
