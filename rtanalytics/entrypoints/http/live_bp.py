@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import functools
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
@@ -89,18 +89,16 @@ class Outbox:
             head = _data_head(sub_id)
             self.held.extend((f"{head}{_data_json(row, at)}}}", sub_id, row, at) for row in update.rows)
             return
-        self._queue(
-            sub_id,
-            [((row.metric, tuple(row.group.items())), _data_json(row, update.at)) for row in update.rows],
-        )
+        self._queue(sub_id, update.rows, update.at)
 
-    def _queue(self, sub_id: str, items: list[tuple[tuple[str, Any], str]]) -> None:
+    def _queue(self, sub_id: str, rows: Sequence[ResultRow], at: float) -> None:
         """For the pump: the newest data of each metric x group, counting what it replaces."""
         held = self.pending.setdefault(sub_id, {})
-        for key, data in items:
+        for row in rows:
+            key = (row.metric, tuple(row.group.items()))
             if key in held:
                 self.dropped[sub_id] = self.dropped.get(sub_id, 0) + 1
-            held[key] = data
+            held[key] = _data_json(row, at)
         self.wake.set()
 
     def flush(self) -> None:
@@ -113,7 +111,7 @@ class Outbox:
         if self.direct([text for text, _, _, _ in held]):
             return
         for _, sub_id, row, at in held:
-            self._queue(sub_id, [((row.metric, tuple(row.group.items())), _data_json(row, at))])
+            self._queue(sub_id, (row,), at)
 
     async def pump(self, ws: WebsocketImplProtocol) -> None:
         while True:
