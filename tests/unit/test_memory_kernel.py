@@ -9,7 +9,7 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from rtanalytics.adapters.memory import metric_store
+from rtanalytics.adapters.memory import metric_store, rings
 from rtanalytics.adapters.memory.metric_store import MemoryMetricStore
 from rtanalytics.core.metrics import KIND_OF_TYPE, MetricInfo, MetricType, PointBatch, StateKind
 from rtanalytics.core.sketches import cell_sketch
@@ -217,13 +217,21 @@ def test_one_slot_last_ties_go_to_the_larger_value() -> None:
             assert asyncio.run(last_of(MemoryMetricStore(TIERS, native=native), values)) == 2.0
 
 
+@pytest.mark.parametrize("reserved", [False, True])
 @pytest.mark.parametrize("native", [True, False])
-def test_rows_added_after_growing_start_empty(native: bool) -> None:
-    """A ring grows without writing its new rows (Ring._empty); a row handed to a new series is
-    cleared then, so the buckets already in use read as empty for it, not as leftover memory."""
+def test_rows_added_after_growing_start_empty(
+    native: bool, reserved: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A ring grows without writing its new rows (Ring._view); a row handed to a new series is
+    cleared then, so the buckets already in use read as empty for it, not as leftover memory.
+    `reserved`: the rings take their rows from a reserved range (what large rings do)."""
     from rtanalytics.core.states import EMPTY
 
-    store = MemoryMetricStore(TIERS, native=native)
+    if reserved:
+        if rings._MAP_NORESERVE is None:
+            pytest.skip("no reserved ranges on this platform")
+        monkeypatch.setattr(rings, "RESERVE_FROM_BYTES", 0)
+    store = MemoryMetricStore(TIERS, native=native, memory_budget=2**30)
 
     async def run() -> None:
         await store.claim("t", [MetricInfo("m1", MetricType.AVERAGE)])
@@ -239,6 +247,7 @@ def test_rows_added_after_growing_start_empty(native: bool) -> None:
     asyncio.run(run())
     table = store._tenants["t"].tables[StateKind.FULL]
     assert table.capacity > 64
+    assert all(len(ring._base) > ring.data.size for ring in table.rings) is reserved
     empty = np.array([EMPTY[f] for f in table.rings[0].fields])
     for ring in table.rings:
         live = np.flatnonzero(ring.starts != np.iinfo(np.int64).min)
@@ -250,3 +259,26 @@ def test_rows_added_after_growing_start_empty(native: bool) -> None:
             assert np.array_equal(cells[~written], np.broadcast_to(empty, cells[~written].shape))
             value = cells[written][0]
             assert value[0] == 1.0 and value[2] == value[3] == value[1]  # count 1, min = max = sum
+
+
+def test_a_large_ring_grows_in_place(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Within its reserved range a ring grows by a longer view of the same memory: no row is
+    copied, and an array taken before the growth still reads and writes the ring's rows. Past
+    the range the rows are copied to a new one."""
+    if rings._MAP_NORESERVE is None:
+        pytest.skip("no reserved ranges on this platform")
+    monkeypatch.setattr(rings, "RESERVE_FROM_BYTES", 0)
+    ring = rings.Ring(TIERS[0], StateKind.FULL, 0)
+    ring.grow(8, reserve=100)
+    ring.data[:] = np.arange(ring.data.size).reshape(ring.data.shape)
+    before, kept = ring.data, ring.data.copy()
+    ring.grow(60, reserve=100)
+    assert ring.data.shape[0] == 60 and np.shares_memory(before, ring.data)
+    assert np.array_equal(ring.data[:8], kept)
+    ring.data[3, 2, 1] = -1.0
+    assert before[3, 2, 1] == -1.0
+    assert np.array_equal(ring.arrays["sum"], ring.data[:, :, 1])
+    ring.grow(150, reserve=100)  # past the reservation: a new range, the rows copied
+    assert ring.data.shape[0] == 150 and not np.shares_memory(before, ring.data)
+    kept[3, 2, 1] = -1.0
+    assert np.array_equal(ring.data[:8], kept)

@@ -8,6 +8,7 @@ and reads are vectorised over whole batches; a read reduces (rows x columns) blo
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import Hashable, Mapping, Sequence
 
 import attrs
@@ -38,6 +39,10 @@ except ImportError:  # pragma: no cover - depends on the build
     _kernel = None
 
 _INITIAL_ROWS = 64
+try:
+    _PHYSICAL_BYTES = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+except (ValueError, OSError, AttributeError):  # pragma: no cover - not a POSIX system
+    _PHYSICAL_BYTES = 2**34
 _KINDS = list(StateKind)
 _KIND_CODE = {kind: code for code, kind in enumerate(_KINDS)}
 _KIND_BITS = 2
@@ -91,17 +96,18 @@ class _Table:
             self.keys.append(key)
             if row >= self.capacity:  # the store grows tables through _can_grow first
                 self.grow(max(_INITIAL_ROWS, self.capacity * 2))
-            for ring in self.rings:  # a row never used holds whatever memory held (Ring._empty)
+            for ring in self.rings:  # a row never used holds whatever memory held (Ring._view)
                 ring.clear_row(row)
         self.rows[key] = row
         self.by_name.setdefault(key[0], {})[key[1]] = row
         self.series_cache.pop(key[0], None)
         return row
 
-    def grow(self, capacity: int) -> None:
+    def grow(self, capacity: int, reserve: int = 0) -> None:
+        """Room for `capacity` rows; `reserve`: the rows the table may come to hold (Ring.grow)."""
         self.capacity = capacity
         for ring in self.rings:
-            ring.grow(capacity)
+            ring.grow(capacity, reserve)
         grown = np.zeros(capacity)
         grown[: len(self.last_write)] = self.last_write
         self.last_write = grown
@@ -420,9 +426,11 @@ class MemoryMetricStore:
         if self.memory_budget is not None:
             room = (self.memory_budget - self.nbytes()) // row_bytes
             wanted = min(wanted, room)
+        else:  # no budget: no ring can outgrow the machine
+            room = _PHYSICAL_BYTES // row_bytes
         if wanted <= 0:
             return False
-        table.grow(table.capacity + wanted)
+        table.grow(table.capacity + wanted, reserve=table.capacity + room)
         return True
 
     async def series(self, tenant: str, name: str) -> SeriesSet:
