@@ -64,6 +64,8 @@ def test_kernel_and_numpy_paths_agree(batches: list, steps: list) -> None:
                 await store.write("t", as_batch(points), now, 1_000)
 
     asyncio.run(run())
+    for store in stores:
+        store.settle()  # the worker thread's fold of the last batch, before reading the tables
     native, reference = (s._tenants.get("t") for s in stores)
     if native is None:
         assert reference is None
@@ -245,6 +247,7 @@ def test_rows_added_after_growing_start_empty(
         await store.write("t", batch, NOW, 1_000)
 
     asyncio.run(run())
+    store.settle()
     table = store._tenants["t"].tables[StateKind.FULL]
     assert table.capacity > 64
     assert all(len(ring._base) > ring.data.size for ring in table.rings) is reserved
@@ -282,3 +285,31 @@ def test_a_large_ring_grows_in_place(monkeypatch: pytest.MonkeyPatch) -> None:
     assert ring.data.shape[0] == 150 and not np.shares_memory(before, ring.data)
     kept[3, 2, 1] = -1.0
     assert np.array_equal(ring.data[:8], kept)
+
+
+@pytest.mark.parametrize("mtype", [MetricType.SUM, MetricType.AVERAGE])
+def test_a_read_waits_for_the_fold_on_the_worker_thread(mtype: MetricType) -> None:
+    """Sums and full states are folded by the kernel's worker thread while the caller goes on.
+    With the worker made slow, a read right after the write still sees every point: each of the
+    store's methods waits for the fold first (settle)."""
+    store = MemoryMetricStore(TIERS, native=True)
+    totals: list[np.ndarray] = []
+
+    async def run() -> None:
+        await store.claim("t", [MetricInfo("m", mtype)])
+        ids = np.arange(4)  # the four series take the table's first rows
+        for _ in range(3):
+            batch = PointBatch()
+            for i in range(100):
+                batch.add(i, "m", mtype, (("k", str(i % 4)),), NOW - 2, 1.0)
+            await store.write("t", batch, NOW, 1_000)
+            totals.append(await store.totals("t", "m", ids))
+        assert sorted((await store.series("t", "m")).ids.tolist()) == ids.tolist()
+
+    metric_store._kernel.fold_test_delay(50_000)  # 50 ms before each fold
+    try:
+        asyncio.run(run())
+    finally:
+        metric_store._kernel.fold_test_delay(0)
+    assert [float(t[:, 0].sum()) for t in totals] == [100.0, 200.0, 300.0]
+    assert [float(t[:, 1].sum()) for t in totals] == [100.0, 200.0, 300.0]

@@ -208,7 +208,14 @@ class MemoryMetricStore:
         return None
 
     async def aclose(self) -> None:
+        self.settle()
         return None
+
+    def settle(self) -> None:
+        """Wait for the fold the worker thread may be doing (_kernel.fold_start). Every method
+        that reads or changes the tables calls this first, so none sees a write half done."""
+        if _kernel is not None:
+            _kernel.fold_wait()
 
     def _tenant(self, tenant: str) -> _Tenant:
         state = self._tenants.get(tenant)
@@ -217,9 +224,11 @@ class MemoryMetricStore:
         return state
 
     async def metrics(self, tenant: str) -> Mapping[str, MetricInfo]:
+        self.settle()
         return dict(self._tenant(tenant).infos)
 
     async def claim(self, tenant: str, infos: Sequence[MetricInfo]) -> Mapping[str, MetricInfo]:
+        self.settle()
         known = self._tenant(tenant).infos
         out = {}
         for info in infos:
@@ -234,6 +243,7 @@ class MemoryMetricStore:
     async def write(
         self, tenant: str, batch: PointBatch, now: float, max_series: int
     ) -> list[tuple[int, str]]:
+        self.settle()
         state = self._tenant(tenant)
         refused: list[tuple[int, str]] = []
         if _kernel is not None and self.native:
@@ -262,6 +272,7 @@ class MemoryMetricStore:
             order = np.argsort(kinds, kind="stable")
             rows_all, ts_all, numeric_all = rows_all[order], ts_all[order], numeric_all[order]
             starts = np.cumsum(counts).tolist()
+        on_worker = []  # folds of tables without quantile cells: the worker thread does them
         for kind_code in present:
             kind = _KINDS[kind_code]
             table = state.tables[kind]
@@ -274,7 +285,9 @@ class MemoryMetricStore:
             identities: list[str] | None = None
             if kind is StateKind.DISTINCT:
                 identities = batch.values if pick is None else [batch.values[i] for i in pick.tolist()]
-            if _kernel is not None and self.native:
+            if _kernel is not None and self.native and identities is None and table.rings[0].sketches is None:
+                on_worker.append(_fold_part(table, rows, ts, numeric, now))
+            elif _kernel is not None and self.native:
                 _fold_native(table, rows, ts, numeric, identities, now)
             else:
                 np.maximum.at(table.last_write, rows, ts)
@@ -283,6 +296,10 @@ class MemoryMetricStore:
                 _fold_numpy(table.rings, rows, ts, numeric, identities, now)
             if table.watches:
                 self._fold_watched(table, rows, ts, numeric, identities, now)
+        if on_worker:
+            # The response and the next request's parse go on meanwhile; the next use of the
+            # store waits for it (settle).
+            _kernel.fold_start(on_worker)
         return refused
 
     def _fold_watched(
@@ -356,6 +373,7 @@ class MemoryMetricStore:
         every write and seeded from the finest tier when a read first reaches back to a bucket
         (read_watch). This store sees every write (it is the only one), so it can; None when
         there is no room for it."""
+        self.settle()
         state = self._tenant(tenant)
         table = state.tables.get(kind)
         if table is None:
@@ -374,6 +392,7 @@ class MemoryMetricStore:
     async def read_watch(
         self, watch: int, start: int, end: int, fields: frozenset[str] | None = None
     ) -> WatchRead | None:
+        self.settle()
         held = self._watches.get(watch)
         if held is None or held[1].broken:
             return None
@@ -389,6 +408,7 @@ class MemoryMetricStore:
         return WatchRead(tuple(w.rows), partials, len(w.members))
 
     async def unwatch(self, watch: int) -> None:
+        self.settle()
         held = self._watches.pop(watch, None)
         if held is None:
             return
@@ -434,6 +454,7 @@ class MemoryMetricStore:
         return True
 
     async def series(self, tenant: str, name: str) -> SeriesSet:
+        self.settle()
         state = self._tenant(tenant)
         info = state.infos.get(name)
         table = state.tables.get(KIND_OF_TYPE[info.type]) if info is not None else None
@@ -457,6 +478,7 @@ class MemoryMetricStore:
         plan: Plan,
         fields: frozenset[str] | None = None,
     ) -> Partials:
+        self.settle()
         table = self._tenant(tenant).tables.get(kind)
         if table is None:
             return Partials(kind, group_count, plan.slots)
@@ -465,6 +487,7 @@ class MemoryMetricStore:
         )
 
     async def totals(self, tenant: str, name: str, series_ids: np.ndarray) -> np.ndarray:
+        self.settle()
         info = self._tenant(tenant).infos.get(name)
         table = self._tenant(tenant).tables.get(KIND_OF_TYPE[info.type]) if info is not None else None
         if table is None or len(series_ids) == 0:
@@ -473,6 +496,7 @@ class MemoryMetricStore:
         return totals
 
     async def evict(self, now: float) -> int:
+        self.settle()
         horizon = self.tiers[-1].oldest(now)
         dropped = 0
         for state in self._tenants.values():
@@ -489,6 +513,7 @@ class MemoryMetricStore:
         return dropped
 
     async def stats(self) -> StoreStats:
+        self.settle()
         return StoreStats(
             backend="memory",
             up=True,
@@ -803,6 +828,24 @@ def _fold_native(
         for ring, cell in zip(rings, cells):
             assert ring.sketches is not None and cell is not None
             add_identities_to_cells(ring.sketches.reshape(-1), cell.tolist(), ids)
+
+
+def _fold_part(
+    table: _Table, rows: np.ndarray, ts: np.ndarray, numeric: np.ndarray, now: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[tuple[object, ...]], np.ndarray, np.ndarray]:
+    """_fold_native's arguments for _kernel.fold_start, for a table without quantile cells."""
+    tiers: list[tuple[object, ...]] = [
+        (ring.res, ring.tier.oldest(now), ring.starts, ring.data, ring.field_offsets, None)
+        for ring in table.rings
+    ]
+    return (
+        np.ascontiguousarray(rows),
+        np.ascontiguousarray(ts),
+        np.ascontiguousarray(numeric),
+        tiers,
+        table.last_write,
+        table.totals,
+    )
 
 
 def _run_starts(values: np.ndarray) -> np.ndarray:
