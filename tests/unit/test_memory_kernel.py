@@ -313,3 +313,34 @@ def test_a_read_waits_for_the_fold_on_the_worker_thread(mtype: MetricType) -> No
         metric_store._kernel.fold_test_delay(0)
     assert [float(t[:, 0].sum()) for t in totals] == [100.0, 200.0, 300.0]
     assert [float(t[:, 1].sum()) for t in totals] == [100.0, 200.0, 300.0]
+
+
+@pytest.mark.parametrize("mtype", [MetricType.SUM, MetricType.AVERAGE, MetricType.PERCENTILE])
+@pytest.mark.parametrize("native", [True, False])
+def test_column_resets_stop_at_the_rows_in_use(native: bool, mtype: MetricType) -> None:
+    """A new bucket clears its column in the rows handed to series only: the rest of a grown
+    ring is memory no page of which has been touched yet, and clearing it too faulted in all of
+    it at once. Those rows are cleared when a series takes them (the test above)."""
+    store = MemoryMetricStore(TIERS, native=native)
+
+    async def write(offset: float) -> None:
+        batch = PointBatch()
+        for i in range(3):
+            batch.add(i, "m", mtype, (("k", str(i)),), NOW + offset, 1.0)
+        await store.write("t", batch, NOW + offset, 1_000)
+
+    async def run() -> None:
+        await store.claim("t", [MetricInfo("m", mtype)])
+        await write(0)
+        store.settle()
+        table = store._tenants["t"].tables[KIND_OF_TYPE[mtype]]
+        assert table.capacity > 3 and all(ring.used == 3 for ring in table.rings)
+        for ring in table.rings:
+            ring.data[3:] = 7.0  # stands for memory never written
+        await write(200)  # a later bucket in every tier: each resets a column
+        store.settle()
+        for ring in table.rings:
+            assert (ring.data[3:] == 7.0).all(), ring.tier
+            assert ring.data[:3, :, 0].sum() == 2 * 3  # both points of each series counted
+
+    asyncio.run(run())

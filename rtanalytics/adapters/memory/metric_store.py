@@ -97,6 +97,7 @@ class _Table:
             if row >= self.capacity:  # the store grows tables through _can_grow first
                 self.grow(max(_INITIAL_ROWS, self.capacity * 2))
             for ring in self.rings:  # a row never used holds whatever memory held (Ring._view)
+                ring.used = row + 1
                 ring.clear_row(row)
         self.rows[key] = row
         self.by_name.setdefault(key[0], {})[key[1]] = row
@@ -807,10 +808,10 @@ def _fold_native(
     quantile cells; only `unique` identities are added to their cells here."""
     rings = table.rings
     cells = [np.empty(len(rows), dtype=np.int64) if ids is not None else None for _ in rings]
-    tiers = [
-        (ring.res, ring.tier.oldest(now), ring.starts, ring.data, ring.field_offsets, cell, ring.sketches)
-        for ring, cell in zip(rings, cells)
-    ]
+    tiers = []
+    for ring, cell in zip(rings, cells):
+        data, sketches = ring.in_use()
+        tiers.append((ring.res, ring.tier.oldest(now), ring.starts, data, ring.field_offsets, cell, sketches))
     bins = None
     if ids is None and table.rings[0].sketches is not None:
         keys, signs = bin_keys(numeric)
@@ -835,7 +836,7 @@ def _fold_part(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[tuple[object, ...]], np.ndarray, np.ndarray]:
     """_fold_native's arguments for _kernel.fold_start, for a table without quantile cells."""
     tiers: list[tuple[object, ...]] = [
-        (ring.res, ring.tier.oldest(now), ring.starts, ring.data, ring.field_offsets, None)
+        (ring.res, ring.tier.oldest(now), ring.starts, ring.in_use()[0], ring.field_offsets, None)
         for ring in table.rings
     ]
     return (
