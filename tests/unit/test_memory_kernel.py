@@ -344,3 +344,33 @@ def test_column_resets_stop_at_the_rows_in_use(native: bool, mtype: MetricType) 
             assert ring.data[:3, :, 0].sum() == 2 * 3  # both points of each series counted
 
     asyncio.run(run())
+
+
+def test_a_mixed_batch_folds_on_both_threads_at_once() -> None:
+    """A batch of sums, averages and percentiles: the worker folds the first two while the
+    caller folds the quantile cells. With the worker made slow, every table still has every
+    point when read right after each write, as on the numpy path. (The comparison of every
+    cell with the numpy path's is the first test's.)"""
+    stores = [MemoryMetricStore(TIERS, native=True), MemoryMetricStore(TIERS, native=False)]
+    mtypes = [MetricType.SUM, MetricType.AVERAGE, MetricType.PERCENTILE]
+    seen: list[list[float]] = [[], []]
+
+    async def run(store: MemoryMetricStore, out: list[float]) -> None:
+        await store.claim("t", [MetricInfo(f"m{j}", mtype) for j, mtype in enumerate(mtypes)])
+        for round_ in range(3):
+            batch = PointBatch()
+            for i in range(90):
+                j = i % 3
+                batch.add(i, f"m{j}", mtypes[j], (("k", str(i % 2)),), NOW - 2 + round_, float(i))
+            await store.write("t", batch, NOW + round_, 1_000)
+            for j in range(3):
+                out.append(float((await store.totals("t", f"m{j}", np.arange(2)))[:, 1].sum()))
+
+    metric_store._kernel.fold_test_delay(30_000)  # 30 ms before each fold
+    try:
+        for store, out in zip(stores, seen, strict=True):
+            asyncio.run(run(store, out))
+    finally:
+        metric_store._kernel.fold_test_delay(0)
+    assert seen[0] == seen[1]
+    assert seen[0][-3:] == [3 * sum(float(i) for i in range(j, 90, 3)) for j in range(3)]

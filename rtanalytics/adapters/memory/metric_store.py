@@ -273,10 +273,10 @@ class MemoryMetricStore:
             order = np.argsort(kinds, kind="stable")
             rows_all, ts_all, numeric_all = rows_all[order], ts_all[order], numeric_all[order]
             starts = np.cumsum(counts).tolist()
-        on_worker = []  # folds of tables without quantile cells: the worker thread does them
+        native = _kernel is not None and self.native
+        parts = []
         for kind_code in present:
             kind = _KINDS[kind_code]
-            table = state.tables[kind]
             if whole:
                 rows, ts, numeric, pick = rows_all, ts_all, numeric_all, None
             else:
@@ -286,21 +286,29 @@ class MemoryMetricStore:
             identities: list[str] | None = None
             if kind is StateKind.DISTINCT:
                 identities = batch.values if pick is None else [batch.values[i] for i in pick.tolist()]
-            if _kernel is not None and self.native and identities is None and table.rings[0].sketches is None:
-                on_worker.append(_fold_part(table, rows, ts, numeric, now))
-            elif _kernel is not None and self.native:
+            table = state.tables[kind]
+            worker = native and identities is None and table.rings[0].sketches is None
+            parts.append((worker, table, rows, ts, numeric, identities))
+        # Tables without quantile cells go to the worker thread first; the response and the next
+        # request's parse go on meanwhile, and so do the folds below (quantile and unique cells,
+        # watches: other arrays than the worker's). The next use of the store waits (settle).
+        on_worker = [
+            _fold_part(table, rows, ts, numeric, now)
+            for worker, table, rows, ts, numeric, _ in parts
+            if worker
+        ]
+        if on_worker:
+            _kernel.fold_start(on_worker)
+        for worker, table, rows, ts, numeric, identities in parts:
+            if native and not worker:
                 _fold_native(table, rows, ts, numeric, identities, now)
-            else:
+            elif not native:
                 np.maximum.at(table.last_write, rows, ts)
                 np.add.at(table.totals[:, 0], rows, 1.0)
                 np.add.at(table.totals[:, 1], rows, numeric)
                 _fold_numpy(table.rings, rows, ts, numeric, identities, now)
             if table.watches:
                 self._fold_watched(table, rows, ts, numeric, identities, now)
-        if on_worker:
-            # The response and the next request's parse go on meanwhile; the next use of the
-            # store waits for it (settle).
-            _kernel.fold_start(on_worker)
         return refused
 
     def _fold_watched(
