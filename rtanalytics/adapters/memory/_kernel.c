@@ -395,6 +395,32 @@ fold(PyObject *self, PyObject *args)
                         __builtin_prefetch(sketches + rows[j] * columns + ahead, 0);
                 }
             }
+            if (sketches && i + PREFETCH_AHEAD / 2 < n) {
+                /* Half as far ahead, the slot asked for above has arrived: ask for the cell
+                   object it points to (the list or sketch cell_add will write). */
+                Py_ssize_t j = i + PREFETCH_AHEAD / 2;
+                if (rows[j] >= 0 && rows[j] < capacity) {
+                    int64_t ahead = ((int64_t)floor(ts[j] / (double)res) % columns + columns) % columns;
+                    PyObject *o = sketches[rows[j] * columns + ahead];
+                    if (o != NULL && o != Py_None)
+                        __builtin_prefetch(o, 1);
+                }
+            }
+            if (sketches && bins.keys && i + PREFETCH_AHEAD / 4 < n) {
+                /* Nearer still, the cell object has arrived: ask for what cell_add writes in
+                   it, a list's next item slot or the sketch's bins dict of the value's sign. */
+                Py_ssize_t j = i + PREFETCH_AHEAD / 4;
+                if (rows[j] >= 0 && rows[j] < capacity) {
+                    int64_t ahead = ((int64_t)floor(ts[j] / (double)res) % columns + columns) % columns;
+                    PyObject *o = sketches[rows[j] * columns + ahead];
+                    if (o != NULL && o != Py_None) {
+                        if (PyList_CheckExact(o))
+                            __builtin_prefetch(((PyListObject *)o)->ob_item + PyList_GET_SIZE(o), 1);
+                        else if (Py_TYPE(o) == (PyTypeObject *)bins.sketch_type && bins.signs[j] != 0)
+                            __builtin_prefetch(*slot(o, bins.signs[j] > 0 ? bins.at.positive : bins.at.negative), 0);
+                    }
+                }
+            }
             int64_t bucket = (int64_t)floor(ts[i] / (double)res) * res;
             if (cells)
                 cells[i] = -1;
