@@ -236,6 +236,14 @@ cell_add(PyObject **slot, double value, Py_ssize_t i, const Bins *bins)
     return sketch_add(cell, &bins->at, bins->keys[i], bins->signs[i]);
 }
 
+/* The ring column of the bucket holding time t (a prefetch's guess: the bucket's reset and
+   retention are checked when the point itself is folded). */
+static inline int64_t
+column_of(double t, long long res, Py_ssize_t columns)
+{
+    return ((int64_t)floor(t / (double)res) % columns + columns) % columns;
+}
+
 static const double empty_state[NFIELDS] = {0.0, 0.0, INFINITY, -INFINITY, -INFINITY, -INFINITY};
 
 /* One point into one bucket's numeric state. */
@@ -388,7 +396,7 @@ fold(PyObject *self, PyObject *args)
                 /* The rings are far larger than the CPU caches and points land at random rows:
                    ask for a later point's bucket now, so the misses overlap. */
                 Py_ssize_t j = i + PREFETCH_AHEAD;
-                int64_t ahead = ((int64_t)floor(ts[j] / (double)res) % columns + columns) % columns;
+                int64_t ahead = column_of(ts[j], res, columns);
                 if (rows[j] >= 0 && rows[j] < capacity) {
                     __builtin_prefetch(data + (rows[j] * columns + ahead) * width, 1);
                     if (sketches)
@@ -400,7 +408,7 @@ fold(PyObject *self, PyObject *args)
                    object it points to (the list or sketch cell_add will write). */
                 Py_ssize_t j = i + PREFETCH_AHEAD / 2;
                 if (rows[j] >= 0 && rows[j] < capacity) {
-                    int64_t ahead = ((int64_t)floor(ts[j] / (double)res) % columns + columns) % columns;
+                    int64_t ahead = column_of(ts[j], res, columns);
                     PyObject *o = sketches[rows[j] * columns + ahead];
                     if (o != NULL && o != Py_None)
                         __builtin_prefetch(o, 1);
@@ -411,7 +419,7 @@ fold(PyObject *self, PyObject *args)
                    it, a list's next item slot or the sketch's bins dict of the value's sign. */
                 Py_ssize_t j = i + PREFETCH_AHEAD / 4;
                 if (rows[j] >= 0 && rows[j] < capacity) {
-                    int64_t ahead = ((int64_t)floor(ts[j] / (double)res) % columns + columns) % columns;
+                    int64_t ahead = column_of(ts[j], res, columns);
                     PyObject *o = sketches[rows[j] * columns + ahead];
                     if (o != NULL && o != Py_None) {
                         if (PyList_CheckExact(o))
@@ -531,7 +539,7 @@ fold_tier_numeric(const TierSpec *t, const int64_t *rows, const double *ts, cons
     for (Py_ssize_t i = 0; i < n; i++) {
         if (i + PREFETCH_AHEAD < n) {
             Py_ssize_t j = i + PREFETCH_AHEAD;
-            int64_t ahead = ((int64_t)floor(ts[j] / (double)t->res) % t->columns + t->columns) % t->columns;
+            int64_t ahead = column_of(ts[j], t->res, t->columns);
             if (rows[j] >= 0 && rows[j] < t->capacity)
                 __builtin_prefetch(t->data + (rows[j] * t->columns + ahead) * t->width, 1);
         }

@@ -816,23 +816,11 @@ def _fold_native(
     quantile cells; only `unique` identities are added to their cells here."""
     rings = table.rings
     cells = [np.empty(len(rows), dtype=np.int64) if ids is not None else None for _ in rings]
-    tiers = []
-    for ring, cell in zip(rings, cells):
-        data, sketches = ring.in_use()
-        tiers.append((ring.res, ring.tier.oldest(now), ring.starts, data, ring.field_offsets, cell, sketches))
     bins = None
     if ids is None and table.rings[0].sketches is not None:
         keys, signs = bin_keys(numeric)
         bins = (keys, signs, SMALL_CELL, QuantileSketch, LOG_GAMMA, MIN_INDEXABLE)
-    _kernel.fold(
-        np.ascontiguousarray(rows),
-        np.ascontiguousarray(ts),
-        np.ascontiguousarray(numeric),
-        tiers,
-        table.last_write,
-        table.totals,
-        bins,
-    )
+    _kernel.fold(*_fold_part(table, rows, ts, numeric, now, cells), bins)
     if ids is not None:
         for ring, cell in zip(rings, cells):
             assert ring.sketches is not None and cell is not None
@@ -840,13 +828,21 @@ def _fold_native(
 
 
 def _fold_part(
-    table: _Table, rows: np.ndarray, ts: np.ndarray, numeric: np.ndarray, now: float
+    table: _Table,
+    rows: np.ndarray,
+    ts: np.ndarray,
+    numeric: np.ndarray,
+    now: float,
+    cells: Sequence[np.ndarray | None] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[tuple[object, ...]], np.ndarray, np.ndarray]:
-    """_fold_native's arguments for _kernel.fold_start, for a table without quantile cells."""
-    tiers: list[tuple[object, ...]] = [
-        (ring.res, ring.tier.oldest(now), ring.starts, ring.in_use()[0], ring.field_offsets, None)
-        for ring in table.rings
-    ]
+    """The kernel's arguments for folding these points into `table` (the rows in use of each
+    tier), as _kernel.fold takes them before `bins` and _kernel.fold_start takes each part.
+    `cells`: per tier, an array the kernel fills with each point's cell (unique points)."""
+    tiers: list[tuple[object, ...]] = []
+    for t, ring in enumerate(table.rings):
+        data, sketches = ring.in_use()
+        cell = cells[t] if cells is not None else None
+        tiers.append((ring.res, ring.tier.oldest(now), ring.starts, data, ring.field_offsets, cell, sketches))
     return (
         np.ascontiguousarray(rows),
         np.ascontiguousarray(ts),
