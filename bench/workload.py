@@ -47,3 +47,22 @@ def line_protocol(points: list[dict[str, Any]]) -> str:
         tags = ",".join(f"{k}={v}" for k, v in sorted(p["tags"].items()))
         lines.append(f"{p['name']},{tags} value={p['value']} {int(p['timestamp'] * 1e9)}")
     return "\n".join(lines) + "\n"
+
+
+def every_series(now: float, size: int = 1_000) -> list[list[dict[str, Any]]]:
+    """One point of every series of the workload, in batches of `size` (a warm-up that leaves
+    no series for the measured batches to create)."""
+    points = [
+        {
+            "name": name,
+            "type": mtype,
+            "value": 1.0,
+            "tags": {"endpoint": endpoint, "method": method, "status": status},
+            "timestamp": round(now - 1.0, 3),
+        }
+        for name, mtype in NAMES
+        for endpoint in ENDPOINTS
+        for method in METHODS
+        for status in STATUSES
+    ]
+    return [points[i : i + size] for i in range(0, len(points), size)]
