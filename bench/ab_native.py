@@ -30,7 +30,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from workload import batch
+from workload import batch, every_series
 
 import rtanalytics.adapters.memory.metric_store as store_b
 import rtanalytics.core.metrics as metrics
@@ -69,7 +69,8 @@ async def main(args: argparse.Namespace) -> None:
         "B": Engine(clock=ManualClock(now), store=store_b.MemoryMetricStore()),
     }
     rng = random.Random(1)
-    warm = [batch(now, rng=rng) for _ in range(60)]  # every series exists, the rings are grown
+    # every series exists (as in bench/ingest_engine.py), the rings are grown
+    warm = every_series(now) + [batch(now, rng=rng) for _ in range(60)]
     for name, engine in engines.items():
         metrics._speedups, metrics._DICT_TABLE, metrics._SERIES_TABLE = native[name]
         for points in warm:
