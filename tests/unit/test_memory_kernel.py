@@ -287,11 +287,13 @@ def test_a_large_ring_grows_in_place(monkeypatch: pytest.MonkeyPatch) -> None:
     assert np.array_equal(ring.data[:8], kept)
 
 
+@pytest.mark.parametrize("delay_us", [500, 50_000])
 @pytest.mark.parametrize("mtype", [MetricType.SUM, MetricType.AVERAGE])
-def test_a_read_waits_for_the_fold_on_the_worker_thread(mtype: MetricType) -> None:
+def test_a_read_waits_for_the_fold_on_the_worker_thread(mtype: MetricType, delay_us: int) -> None:
     """Sums and full states are folded by the kernel's worker thread while the caller goes on.
     With the worker made slow, a read right after the write still sees every point: each of the
-    store's methods waits for the fold first (settle)."""
+    store's methods waits for the fold first (settle). 500 us: the wait ends while spinning
+    (with two CPUs); 50 ms: asleep on the condition variable."""
     store = MemoryMetricStore(TIERS, native=True)
     totals: list[np.ndarray] = []
 
@@ -306,7 +308,7 @@ def test_a_read_waits_for_the_fold_on_the_worker_thread(mtype: MetricType) -> No
             totals.append(await store.totals("t", "m", ids))
         assert sorted((await store.series("t", "m")).ids.tolist()) == ids.tolist()
 
-    metric_store._kernel.fold_test_delay(50_000)  # 50 ms before each fold
+    metric_store._kernel.fold_test_delay(delay_us)  # before each fold
     try:
         asyncio.run(run())
     finally:
@@ -374,3 +376,43 @@ def test_a_mixed_batch_folds_on_both_threads_at_once() -> None:
         metric_store._kernel.fold_test_delay(0)
     assert seen[0] == seen[1]
     assert seen[0][-3:] == [3 * sum(float(i) for i in range(j, 90, 3)) for j in range(3)]
+
+
+ONE_CPU_CHECK = """
+import asyncio, os, sys
+import numpy as np
+os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+from rtanalytics.adapters.memory import metric_store
+from rtanalytics.adapters.memory.metric_store import MemoryMetricStore
+from rtanalytics.core.metrics import MetricInfo, MetricType, PointBatch
+
+async def run():
+    store = MemoryMetricStore()
+    await store.claim("t", [MetricInfo("m", MetricType.SUM)])
+    sums = []
+    for round_ in range(20):
+        batch = PointBatch()
+        for i in range(200):
+            batch.add(i, "m", MetricType.SUM, (("k", str(i % 4)),), 1_700_000_000.0, 1.0)
+        await store.write("t", batch, 1_700_000_000.0, 1_000)
+        sums.append(float((await store.totals("t", "m", np.arange(4)))[:, 1].sum()))
+    print(sums == [200.0 * (r + 1) for r in range(20)])
+
+metric_store._kernel.fold_test_delay(int(sys.argv[1]))
+asyncio.run(run())
+"""
+
+
+@pytest.mark.parametrize("delay_us", [0, 500])
+def test_the_worker_on_one_cpu_sleeps_and_reads_still_wait(delay_us: int) -> None:
+    """On one CPU the worker and the waiter never spin (the spinner would take the CPU the
+    other needs); reads still see every point. In a fresh process: the choice is made when the
+    worker starts."""
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-c", ONE_CPU_CHECK, str(delay_us)], capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "True"
