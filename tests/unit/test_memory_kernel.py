@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -404,13 +406,10 @@ asyncio.run(run())
 
 
 @pytest.mark.parametrize("delay_us", [0, 500])
-def test_the_worker_on_one_cpu_sleeps_and_reads_still_wait(delay_us: int) -> None:
-    """On one CPU the worker and the waiter never spin (the spinner would take the CPU the
-    other needs); reads still see every point. In a fresh process: the choice is made when the
-    worker starts."""
-    import subprocess
-    import sys
-
+def test_reads_wait_for_the_worker_on_one_cpu(delay_us: int) -> None:
+    """A process that may run on one CPU only: there neither the worker nor a waiting reader
+    spins (the spinner would take the CPU the other needs), and reads still see every point.
+    In a fresh process, as the kernel decides when its worker starts."""
     out = subprocess.run(
         [sys.executable, "-c", ONE_CPU_CHECK, str(delay_us)], capture_output=True, text=True, timeout=120
     )
