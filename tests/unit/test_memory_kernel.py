@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
 
@@ -380,10 +381,11 @@ def test_a_mixed_batch_folds_on_both_threads_at_once() -> None:
     assert seen[0][-3:] == [3 * sum(float(i) for i in range(j, 90, 3)) for j in range(3)]
 
 
-ONE_CPU_CHECK = """
+SPIN_CHECK = """
 import asyncio, os, sys
 import numpy as np
-os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+if sys.argv[2] == "one-cpu":
+    os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
 from rtanalytics.adapters.memory import metric_store
 from rtanalytics.adapters.memory.metric_store import MemoryMetricStore
 from rtanalytics.core.metrics import MetricInfo, MetricType, PointBatch
@@ -398,20 +400,36 @@ async def run():
             batch.add(i, "m", MetricType.SUM, (("k", str(i % 4)),), 1_700_000_000.0, 1.0)
         await store.write("t", batch, 1_700_000_000.0, 1_000)
         sums.append(float((await store.totals("t", "m", np.arange(4)))[:, 1].sum()))
-    print(sums == [200.0 * (r + 1) for r in range(20)])
+    print(sums == [200.0 * (r + 1) for r in range(20)], metric_store._kernel.fold_spins())
 
 metric_store._kernel.fold_test_delay(int(sys.argv[1]))
 asyncio.run(run())
 """
 
 
+@pytest.mark.parametrize(
+    ("cpus", "env", "spins"),
+    [("one-cpu", None, False), ("all", "0", False), ("all", None, True)],
+)
 @pytest.mark.parametrize("delay_us", [0, 500])
-def test_reads_wait_for_the_worker_on_one_cpu(delay_us: int) -> None:
-    """A process that may run on one CPU only: there neither the worker nor a waiting reader
-    spins (the spinner would take the CPU the other needs), and reads still see every point.
-    In a fresh process, as the kernel decides when its worker starts."""
+def test_reads_wait_for_the_worker_whether_it_spins_or_not(
+    delay_us: int, cpus: str, env: str | None, spins: bool
+) -> None:
+    """The worker and a waiting reader spin before sleeping only when the process may run on
+    two CPUs or more (on one, the spinner would take the CPU the other needs) and
+    RTA_FOLD_SPIN is not 0; either way reads see every point. In a fresh process each, as the
+    kernel decides when its worker starts."""
+    if cpus == "all" and len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("needs two CPUs")
+    run_env = {k: v for k, v in os.environ.items() if k != "RTA_FOLD_SPIN"}
+    if env is not None:
+        run_env["RTA_FOLD_SPIN"] = env
     out = subprocess.run(
-        [sys.executable, "-c", ONE_CPU_CHECK, str(delay_us)], capture_output=True, text=True, timeout=120
+        [sys.executable, "-c", SPIN_CHECK, str(delay_us), cpus],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=run_env,
     )
     assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "True"
+    assert out.stdout.split() == ["True", str(spins)]

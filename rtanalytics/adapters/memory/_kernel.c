@@ -499,7 +499,8 @@ done_in:
  * With two CPUs or more to run on, the worker spins for the next fold a little while after
  * each (WORKER_SPIN_US), and fold_wait for the fold to end (WAITER_SPIN_US), before either
  * sleeps on its condition variable; see spin_for. Correctness rests on the condition
- * variables alone: a spin only saves a wake-up.
+ * variables alone: a spin only saves a wake-up. RTA_FOLD_SPIN=0 in the environment when the
+ * worker starts turns spinning off. fold_spins() -> bool says whether it is on.
  * fold_test_delay(microseconds) -> None
  *   Tests only: the worker sleeps that long before each fold, so that a read that did not wait
  *   reads the rings before the fold.
@@ -694,6 +695,12 @@ fold_wait(PyObject *self, PyObject *unused)
 }
 
 static PyObject *
+fold_spins(PyObject *self, PyObject *unused)
+{
+    return PyBool_FromLong(job.started && job.spin);
+}
+
+static PyObject *
 fold_test_delay(PyObject *self, PyObject *arg)
 {
     long us = PyLong_AsLong(arg);
@@ -807,7 +814,8 @@ fold_start(PyObject *self, PyObject *o_parts)
         pthread_attr_t attr;
         pthread_attr_init(&attr);
         pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-        job.spin = can_spin();
+        const char *spin = getenv("RTA_FOLD_SPIN"); /* "0": never (e.g. under a CPU quota) */
+        job.spin = can_spin() && !(spin != NULL && strcmp(spin, "0") == 0);
         job.started = pthread_create(&thread, &attr, fold_worker, NULL) == 0;
         pthread_attr_destroy(&attr);
     }
@@ -1174,6 +1182,7 @@ static PyMethodDef methods[] = {
     {"fold_start", fold_start, METH_O, "fold() of tables without quantile cells, on the worker thread."},
     {"fold_wait", fold_wait, METH_NOARGS, "Wait for the fold started last, and release its arrays."},
     {"fold_test_delay", fold_test_delay, METH_O, "Tests only: the worker sleeps this long before a fold."},
+    {"fold_spins", fold_spins, METH_NOARGS, "Whether the worker (started) and fold_wait spin before sleeping."},
     {"window_fold", window_fold, METH_VARARGS, "Merge buckets of rows into per-group states."},
     {"lookup", lookup, METH_VARARGS, "Series codes of series keys; -1 where unknown."},
     {"code_table", code_table, METH_NOARGS, "An empty table of series codes."},
