@@ -5,8 +5,7 @@
  * 1,000-point batch cost microseconds rather than a millisecond.
  * tests/unit/test_memory_kernel.py requires both to leave identical arrays and cells.
  *
- * fold(rows, ts, values, tiers, last_write, totals, bins) -> list[(tier_index, column)] of the
- *                                                            columns it reset
+ * fold(rows, ts, values, tiers, last_write, totals, bins) -> None
  *   rows: int64[n], ts: float64[n], values: float64[n]   (contiguous buffers)
  *   tiers: sequence of (res, oldest, starts, data, offsets, cells, sketches)
  *     res, oldest: int; starts: int64[columns]; data: float64[capacity, columns, width], the
@@ -279,6 +278,29 @@ column_clear(double *data, Py_ssize_t capacity, Py_ssize_t columns, Py_ssize_t w
                 data[(r * columns + col) * width + off[f]] = empty_state[f];
 }
 
+/* The column a point at time t goes to in a tier, or -1 when the tier does not take it (older
+   than the tier keeps, or its column holds a newer bucket: the clock went back by more than a
+   ring). A column that held an older bucket is claimed for this one: *fresh says the caller
+   must clear it. */
+static inline Py_ssize_t
+take_column(double t, long long res, long long oldest, int64_t *starts, Py_ssize_t columns, int *fresh)
+{
+    int64_t bucket = (int64_t)floor(t / (double)res) * res;
+    *fresh = 0;
+    if (bucket < oldest)
+        return -1;
+    int64_t col = (bucket / res) % columns;
+    if (col < 0)
+        col += columns;
+    if (starts[col] != bucket) {
+        if (starts[col] > bucket)
+            return -1;
+        starts[col] = bucket;
+        *fresh = 1;
+    }
+    return (Py_ssize_t)col;
+}
+
 /* Each point's row: the latest write and the running count and sum. */
 static void
 fold_totals(const int64_t *rows, const double *ts, const double *values, Py_ssize_t n, double *last_write,
@@ -306,32 +328,32 @@ fold(PyObject *self, PyObject *args)
     /* in: rows, ts, values, last_write, totals, keys, signs */
     Buf in[7];
     memset(in, 0, sizeof in);
-    PyObject *reset = NULL, *seq = NULL;
+    PyObject *result = NULL, *seq = NULL;
     Bins bins = {0};
     if (get_buf(o_rows, &in[0], 8, "rows") < 0 || get_buf(o_ts, &in[1], 8, "ts") < 0 ||
         get_buf(o_values, &in[2], 8, "values") < 0 || get_buf(o_last, &in[3], 8, "last_write") < 0 ||
         get_buf(o_totals, &in[4], 8, "totals") < 0)
-        goto done_in;
+        goto done;
     Py_ssize_t n = in[0].view.len / 8;
     if (in[1].view.len / 8 != n || in[2].view.len / 8 != n) {
         PyErr_SetString(PyExc_ValueError, "rows, ts and values differ in length");
-        goto done_in;
+        goto done;
     }
     if (o_bins != Py_None) {
         PyObject *o_keys, *o_signs;
         if (!PyArg_ParseTuple(o_bins, "OOnO!dd", &o_keys, &o_signs, &bins.small_cell, &PyType_Type,
                               &bins.sketch_type, &bins.log_gamma, &bins.min_indexable))
-            goto done_in;
+            goto done;
         PyTypeObject *type = (PyTypeObject *)bins.sketch_type;
         if (slot_offset(type, "count", &bins.at.count) < 0 || slot_offset(type, "zero", &bins.at.zero) < 0 ||
             slot_offset(type, "positive", &bins.at.positive) < 0 ||
             slot_offset(type, "negative", &bins.at.negative) < 0)
-            goto done_in;
+            goto done;
         if (get_buf(o_keys, &in[5], 8, "keys") < 0 || get_buf(o_signs, &in[6], 8, "signs") < 0)
-            goto done_in;
+            goto done;
         if (in[5].view.len / 8 != n || in[6].view.len / 8 != n) {
             PyErr_SetString(PyExc_ValueError, "bins: keys and signs of every point, and a sketch type");
-            goto done_in;
+            goto done;
         }
         bins.keys = in[5].view.buf;
         bins.signs = in[6].view.buf;
@@ -347,10 +369,7 @@ fold(PyObject *self, PyObject *args)
         rows_held = in[4].view.len / 16;
     seq = PySequence_Fast(tiers, "tiers must be a sequence");
     if (seq == NULL)
-        goto done_in;
-    reset = PyList_New(0);
-    if (reset == NULL)
-        goto done_in;
+        goto done;
     if (last_write || totals)
         fold_totals(rows, ts, values, n, last_write, totals, rows_held);
     Py_ssize_t ntiers = PySequence_Fast_GET_SIZE(seq);
@@ -361,18 +380,18 @@ fold(PyObject *self, PyObject *args)
         PyObject *o_starts, *o_data, *o_cells, *o_sketches = Py_None;
         if (!PyArg_ParseTuple(tier, "LLOO(iiiiii)O|O", &res, &oldest, &o_starts, &o_data, &off[0], &off[1],
                               &off[2], &off[3], &off[4], &off[5], &o_cells, &o_sketches))
-            goto fail;
+            goto done;
         Buf b[4];
         memset(b, 0, sizeof b);
         if (get_buf(o_starts, &b[0], 8, "starts") < 0 || get_buf(o_cells, &b[1], 8, "cells") < 0 ||
             get_buf(o_data, &b[2], 8, "data") < 0 || get_buf(o_sketches, &b[3], sizeof(PyObject *), "sketches") < 0) {
             release(b, 4);
-            goto fail;
+            goto done;
         }
         if (!b[0].held || !b[2].held || res <= 0 || off[0] < 0 || b[2].view.ndim != 3) {
             PyErr_SetString(PyExc_ValueError, "a tier needs res > 0, starts, 3-d data and a count");
             release(b, 4);
-            goto fail;
+            goto done;
         }
         int64_t *starts = b[0].view.buf;
         int64_t *cells = b[1].held ? b[1].view.buf : NULL;
@@ -384,14 +403,14 @@ fold(PyObject *self, PyObject *args)
                 strcmp(b[3].view.format, "O") != 0) {
                 PyErr_SetString(PyExc_ValueError, "sketches must be an object array shaped like data's cells");
                 release(b, 4);
-                goto fail;
+                goto done;
             }
             sketches = b[3].view.buf;
         }
         if (b[0].view.len / 8 != columns) {
             PyErr_SetString(PyExc_ValueError, "starts and data disagree on the number of columns");
             release(b, 4);
-            goto fail;
+            goto done;
         }
         for (Py_ssize_t i = 0; i < n; i++) {
             if (i + PREFETCH_AHEAD < n) {
@@ -431,17 +450,15 @@ fold(PyObject *self, PyObject *args)
                     }
                 }
             }
-            int64_t bucket = (int64_t)floor(ts[i] / (double)res) * res;
             if (cells)
                 cells[i] = -1;
-            if (bucket < oldest || rows[i] < 0 || rows[i] >= capacity)
+            if (rows[i] < 0 || rows[i] >= capacity)
                 continue;
-            int64_t col = (bucket / res) % columns;
+            int fresh;
+            Py_ssize_t col = take_column(ts[i], res, oldest, starts, columns, &fresh);
             if (col < 0)
-                col += columns;
-            if (starts[col] != bucket) {
-                if (starts[col] > bucket)
-                    continue; /* the column already holds a newer bucket */
+                continue;
+            if (fresh) {
                 column_clear(data, capacity, columns, width, col, off);
                 for (Py_ssize_t r = 0; sketches && r < capacity; r++) {
                     PyObject *old = sketches[r * columns + col];
@@ -451,14 +468,6 @@ fold(PyObject *self, PyObject *args)
                         Py_XDECREF(old);
                     }
                 }
-                starts[col] = bucket;
-                PyObject *pair = Py_BuildValue("(nL)", t, (long long)col);
-                if (pair == NULL || PyList_Append(reset, pair) < 0) {
-                    Py_XDECREF(pair);
-                    release(b, 4);
-                    goto fail;
-                }
-                Py_DECREF(pair);
             }
             Py_ssize_t cell = rows[i] * columns + col;
             double v = values[i];
@@ -467,21 +476,16 @@ fold(PyObject *self, PyObject *args)
                 cells[i] = cell;
             if (sketches && bins.keys && cell_add(&sketches[cell], v, i, &bins) < 0) {
                 release(b, 4);
-                goto fail;
+                goto done;
             }
         }
         release(b, 4);
     }
-    Py_DECREF(seq);
-    release(in, 7);
-    return reset;
-fail:
-    Py_XDECREF(reset);
-    reset = NULL;
-done_in:
+    result = Py_NewRef(Py_None);
+done:
     Py_XDECREF(seq);
     release(in, 7);
-    return reset;
+    return result;
 }
 
 /* ---- fold_start / fold_wait: the numeric fold on a second thread ------------------------------
@@ -551,18 +555,14 @@ fold_tier_numeric(const TierSpec *t, const int64_t *rows, const double *ts, cons
             if (rows[j] >= 0 && rows[j] < t->capacity)
                 __builtin_prefetch(t->data + (rows[j] * t->columns + ahead) * t->width, 1);
         }
-        int64_t bucket = (int64_t)floor(ts[i] / (double)t->res) * t->res;
-        if (bucket < t->oldest || rows[i] < 0 || rows[i] >= t->capacity)
+        if (rows[i] < 0 || rows[i] >= t->capacity)
             continue;
-        int64_t col = (bucket / t->res) % t->columns;
+        int fresh;
+        Py_ssize_t col = take_column(ts[i], t->res, t->oldest, t->starts, t->columns, &fresh);
         if (col < 0)
-            col += t->columns;
-        if (t->starts[col] != bucket) {
-            if (t->starts[col] > bucket)
-                continue; /* the column already holds a newer bucket */
+            continue;
+        if (fresh)
             column_clear(t->data, t->capacity, t->columns, t->width, col, t->off);
-            t->starts[col] = bucket;
-        }
         cell_fold(t->data + (rows[i] * t->columns + col) * t->width, t->off, values[i], ts[i]);
     }
 }
