@@ -17,11 +17,18 @@ TENANT_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
 _TENANT_RE = re.compile(TENANT_PATTERN)
 
 
+def physical_memory_bytes() -> int | None:
+    """The machine's memory, or None where the system does not say (not POSIX)."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - not a POSIX system
+        return None
+
+
 def default_memory_budget_mb() -> int:
     """Half the machine's memory: what the embedded store's rings may take before refusing series."""
-    try:
-        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):  # pragma: no cover - not a POSIX system
+    total = physical_memory_bytes()
+    if total is None:  # pragma: no cover - not a POSIX system
         return 4_096
     return max(256, total // 2 // 2**20)
 

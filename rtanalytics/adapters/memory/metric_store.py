@@ -8,12 +8,12 @@ and reads are vectorised over whole batches; a read reduces (rows x columns) blo
 from __future__ import annotations
 
 import itertools
-import os
 from collections.abc import Hashable, Mapping, Sequence
 
 import attrs
 import numpy as np
 
+from rtanalytics.config import physical_memory_bytes
 from rtanalytics.core.metrics import KIND_OF_TYPE, MetricInfo, PointBatch, StateKind, Tags, series_key
 from rtanalytics.core.planner import Plan
 from rtanalytics.core.sketches import (
@@ -39,10 +39,7 @@ except ImportError:  # pragma: no cover - depends on the build
     _kernel = None
 
 _INITIAL_ROWS = 64
-try:
-    _PHYSICAL_BYTES = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-except (ValueError, OSError, AttributeError):  # pragma: no cover - not a POSIX system
-    _PHYSICAL_BYTES = 2**34
+_PHYSICAL_BYTES = physical_memory_bytes() or 2**34
 _KINDS = list(StateKind)
 _KIND_CODE = {kind: code for code, kind in enumerate(_KINDS)}
 _KIND_BITS = 2
