@@ -14,7 +14,7 @@ import attrs
 from rtanalytics.adapters.clock import SystemClock
 from rtanalytics.adapters.memory.alert_store import MemoryAlertStore
 from rtanalytics.adapters.memory.dashboard_store import MemoryDashboardStore
-from rtanalytics.adapters.memory.metric_store import MemoryMetricStore
+from rtanalytics.adapters.memory.metric_store import MemoryMetricStore, allow_fold_spin
 from rtanalytics.adapters.memory.update_bus import InProcessUpdateBus
 from rtanalytics.adapters.notify.channels import DispatchNotifier, HttpNotifier, SmtpNotifier, SmtpSettings
 from rtanalytics.config import Config
@@ -76,6 +76,7 @@ def build_store(config: Config, tiers: Sequence[Tier]) -> MetricStore:
             writer_id=config.writer_id or f"{socket.gethostname()}-{config.port}",
         )
         return IgniteMetricStore(settings, tiers)
+    allow_fold_spin(config.fold_spin)
     return MemoryMetricStore(tiers, memory_budget=config.memory_budget_mb * 2**20)
 
 

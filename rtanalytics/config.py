@@ -61,6 +61,9 @@ class Config:
     # Live updates to clients that keep up are written to the socket at once rather than through
     # each connection's queue and sender task (entrypoints/http/live_bp.py); False: always queue.
     ws_direct_writes: bool = True
+    # The embedded store's fold thread and its readers spin briefly before sleeping, with two
+    # CPUs or more (adapters/memory/_kernel.c); False: they never do (under a CPU quota, say).
+    fold_spin: bool = True
     alert_interval_s: int = 10
     smtp_host: str | None = None
     smtp_port: int = 25
@@ -145,6 +148,26 @@ class Config:
             values["event_topics"] = tuple(t.strip() for t in env["RTA_EVENT_TOPICS"].split(",") if t.strip())
         if env.get("RTA_LOG_JSON"):
             values["log_json"] = env["RTA_LOG_JSON"].lower() in ("1", "true", "yes")
+        if env.get("RTA_FOLD_SPIN"):
+            flag = {
+                "1": True,
+                "true": True,
+                "yes": True,
+                "on": True,
+                "0": False,
+                "false": False,
+                "no": False,
+                "off": False,
+            }.get(env["RTA_FOLD_SPIN"].strip().lower())
+            if flag is None:
+                problems.append(
+                    Problem(
+                        "RTA_FOLD_SPIN",
+                        f"must be one of 1, 0, true, false, yes, no, on, off; got {env['RTA_FOLD_SPIN']!r}",
+                    )
+                )
+            else:
+                values["fold_spin"] = flag
         if env.get("RTA_COARSE_RETENTION"):
             try:
                 values["coarse_retention_s"] = parse_duration(env["RTA_COARSE_RETENTION"]) // 1000

@@ -25,6 +25,7 @@ def test_every_bad_setting_is_named_with_its_limit() -> None:
             "RTA_IGNITE_FLUSH_MS": "5000",
             "RTA_IGNITE_BACKUPS": "many",
             "IGNITE_HOST": "a:10800,b:port",
+            "RTA_FOLD_SPIN": "maybe",
         }
     )
     assert "use one of memory, ignite" in found["RTA_BACKEND"]
@@ -32,6 +33,12 @@ def test_every_bad_setting_is_named_with_its_limit() -> None:
     assert "at most 1000" in found["RTA_IGNITE_FLUSH_MS"]
     assert "integer >= 0" in found["RTA_IGNITE_BACKUPS"]
     assert "'b:port'" in found["IGNITE_HOST"]
+    assert "one of 1, 0, true, false" in found["RTA_FOLD_SPIN"] and "'maybe'" in found["RTA_FOLD_SPIN"]
+
+
+def test_fold_spin_reads_the_usual_spellings() -> None:
+    for text, flag in (("0", False), ("off", False), ("No", False), ("1", True), ("true", True), ("", True)):
+        assert Config.from_mapping({"RTA_FOLD_SPIN": text}).fold_spin is flag, text
 
 
 def test_ignite_nodes_take_the_default_port_where_none_is_given() -> None:

@@ -387,11 +387,13 @@ import numpy as np
 if sys.argv[2] == "one-cpu":
     os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
 from rtanalytics.adapters.memory import metric_store
-from rtanalytics.adapters.memory.metric_store import MemoryMetricStore
+from rtanalytics.bootstrap import build_store
+from rtanalytics.config import Config
 from rtanalytics.core.metrics import MetricInfo, MetricType, PointBatch
+from rtanalytics.core.windows import default_tiers
 
 async def run():
-    store = MemoryMetricStore()
+    store = build_store(Config.from_mapping(os.environ), default_tiers())
     await store.claim("t", [MetricInfo("m", MetricType.SUM)])
     sums = []
     for round_ in range(20):
@@ -409,7 +411,7 @@ asyncio.run(run())
 
 @pytest.mark.parametrize(
     ("cpus", "env", "spins"),
-    [("one-cpu", None, False), ("all", "0", False), ("all", None, True)],
+    [("one-cpu", None, False), ("all", "off", False), ("all", "0", False), ("all", None, True)],
 )
 @pytest.mark.parametrize("delay_us", [0, 500])
 def test_reads_wait_for_the_worker_whether_it_spins_or_not(
@@ -417,8 +419,9 @@ def test_reads_wait_for_the_worker_whether_it_spins_or_not(
 ) -> None:
     """The worker and a waiting reader spin before sleeping only when the process may run on
     two CPUs or more (on one, the spinner would take the CPU the other needs) and
-    RTA_FOLD_SPIN is not 0; either way reads see every point. In a fresh process each, as the
-    kernel decides when its worker starts."""
+    RTA_FOLD_SPIN does not turn it off (the store built from the configuration, as the service
+    builds it); either way reads see every point. In a fresh process each: the setting is the
+    process's, as the kernel has one fold thread."""
     if cpus == "all" and len(os.sched_getaffinity(0)) < 2:
         pytest.skip("needs two CPUs")
     run_env = {k: v for k, v in os.environ.items() if k != "RTA_FOLD_SPIN"}

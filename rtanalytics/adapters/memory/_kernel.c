@@ -503,8 +503,8 @@ done:
  * With two CPUs or more to run on, the worker spins for the next fold a little while after
  * each (WORKER_SPIN_US), and fold_wait for the fold to end (WAITER_SPIN_US), before either
  * sleeps on its condition variable; see spin_for. Correctness rests on the condition
- * variables alone: a spin only saves a wake-up. RTA_FOLD_SPIN=0 in the environment when the
- * worker starts turns spinning off. fold_spins() -> bool says whether it is on.
+ * variables alone: a spin only saves a wake-up. fold_allow_spin(False) turns spinning off
+ * (for good, or until fold_allow_spin(True)); fold_spins() -> bool says whether it is on.
  * fold_test_delay(microseconds) -> None
  *   Tests only: the worker sleeps that long before each fold, so that a read that did not wait
  *   reads the rings before the fold.
@@ -541,8 +541,10 @@ static struct {
     Buf bufs[MAX_PARTS * (5 + 2 * MAX_TIERS)];
     int nbufs;
     long delay_us;
-    int spin; /* spin before sleeping (can_spin(), when the worker starts) */
-} job = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, PTHREAD_COND_INITIALIZER, JOB_NONE, 0};
+    int spin;         /* spin before sleeping: spin_allowed and can_spin(), when the worker starts */
+    int spin_allowed; /* fold_allow_spin() */
+} job = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, PTHREAD_COND_INITIALIZER, JOB_NONE, 0,
+         .spin_allowed = 1};
 
 /* fold()'s loop for one tier without quantile cells; no Python here. */
 static void
@@ -622,7 +624,7 @@ static void *
 fold_worker(void *unused)
 {
     for (;;) {
-        if (job.spin)
+        if (__atomic_load_n(&job.spin, __ATOMIC_RELAXED))
             spin_for(JOB_RUNNING, 1, WORKER_SPIN_US);
         pthread_mutex_lock(&job.lock);
         while (job.state != JOB_RUNNING)
@@ -669,7 +671,7 @@ wait_job(void)
     pthread_mutex_unlock(&job.lock);
     if (running) { /* the lock is let go before the GIL is taken back: never one held awaiting the other */
         Py_BEGIN_ALLOW_THREADS
-        if (job.spin)
+        if (__atomic_load_n(&job.spin, __ATOMIC_RELAXED))
             spin_for(JOB_RUNNING, 0, WAITER_SPIN_US);
         pthread_mutex_lock(&job.lock);
         while (job.state == JOB_RUNNING)
@@ -698,6 +700,18 @@ static PyObject *
 fold_spins(PyObject *self, PyObject *unused)
 {
     return PyBool_FromLong(job.started && job.spin);
+}
+
+static PyObject *
+fold_allow_spin(PyObject *self, PyObject *arg)
+{
+    int allowed = PyObject_IsTrue(arg);
+    if (allowed < 0)
+        return NULL;
+    job.spin_allowed = allowed;
+    if (job.started) /* a worker spinning now finishes that spin (at most WORKER_SPIN_US) */
+        __atomic_store_n(&job.spin, allowed && can_spin(), __ATOMIC_RELAXED);
+    Py_RETURN_NONE;
 }
 
 static PyObject *
@@ -814,8 +828,7 @@ fold_start(PyObject *self, PyObject *o_parts)
         pthread_attr_t attr;
         pthread_attr_init(&attr);
         pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-        const char *spin = getenv("RTA_FOLD_SPIN"); /* "0": never (e.g. under a CPU quota) */
-        job.spin = can_spin() && !(spin != NULL && strcmp(spin, "0") == 0);
+        job.spin = job.spin_allowed && can_spin();
         job.started = pthread_create(&thread, &attr, fold_worker, NULL) == 0;
         pthread_attr_destroy(&attr);
     }
@@ -1183,6 +1196,7 @@ static PyMethodDef methods[] = {
     {"fold_wait", fold_wait, METH_NOARGS, "Wait for the fold started last, and release its arrays."},
     {"fold_test_delay", fold_test_delay, METH_O, "Tests only: the worker sleeps this long before a fold."},
     {"fold_spins", fold_spins, METH_NOARGS, "Whether the worker (started) and fold_wait spin before sleeping."},
+    {"fold_allow_spin", fold_allow_spin, METH_O, "Whether the worker and fold_wait may spin (with 2+ CPUs)."},
     {"window_fold", window_fold, METH_VARARGS, "Merge buckets of rows into per-group states."},
     {"lookup", lookup, METH_VARARGS, "Series codes of series keys; -1 where unknown."},
     {"code_table", code_table, METH_NOARGS, "An empty table of series codes."},

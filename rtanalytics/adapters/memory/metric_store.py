@@ -189,6 +189,14 @@ class _Tenant:
         return sum(len(t.rows) for t in self.tables.values())
 
 
+def allow_fold_spin(allowed: bool) -> None:
+    """Whether the C kernel's fold thread and the readers waiting for it may spin briefly before
+    they sleep (they do only with two CPUs or more to run on). One setting for the process, as
+    there is one fold thread: Config.fold_spin (RTA_FOLD_SPIN) for the service."""
+    if _kernel is not None:
+        _kernel.fold_allow_spin(allowed)
+
+
 class MemoryMetricStore:
     """MetricStore in this process's memory, with the tier retentions of the Ignite design."""
 
