@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -44,52 +43,52 @@ class Outbox:
     queues and the pump, in order; a control message first writes the frames held back.
     """
 
-    def __init__(self, direct: Callable[[list[str]], bool] | None = None) -> None:
+    def __init__(self, direct: Callable[[list[bytes]], bool] | None = None) -> None:
         self.control: deque[dict[str, Any]] = deque(maxlen=CONTROL_LIMIT)
-        self.pending: dict[str, dict[tuple[str, Any], str]] = {}  # JSON of each `data`
+        self.pending: dict[str, dict[tuple[str, Any], bytes]] = {}  # JSON of each `data`
         self.dropped: dict[str, int] = {}
-        self.announced: set[str] = set()
+        # announced subscriptions -> their metric_data messages up to the `data` object, as bytes
+        self.heads: dict[str, bytes] = {}
         self.wake = asyncio.Event()
         self.direct = direct
         self.sending = False  # the pump holds messages it has not finished sending
-        # frames to write when this turn of the event loop ends: (frame text, sub id, row, at)
-        self.held: list[tuple[str, str, ResultRow, float]] = []
+        # whether an update may be written directly: a direct writer, nothing queued or sending
+        # (one flag, so that a push to a client that keeps up reads no queue)
+        self.quiet = direct is not None
+        self.held: list[LiveUpdate] = []  # updates to write when this turn of the event loop ends
+
+    def _settle(self) -> None:
+        self.quiet = self.direct is not None and not self.sending and not self.control and not self.pending
 
     def say(self, message: dict[str, Any]) -> None:
         self.flush()
         self.control.append(message)
+        self.quiet = False
         self.wake.set()
 
     def announce(self, sub_id: str, message: dict[str, Any]) -> None:
         """Send `subscribed` before any data of the subscription."""
         self.flush()
         self.control.append(message)
-        self.announced.add(sub_id)
+        self.quiet = False
+        self.heads[sub_id] = _data_head(sub_id)
         self.wake.set()
 
     def forget(self, sub_id: str) -> None:
-        self.held = [h for h in self.held if h[1] != sub_id]
+        self.held = [u for u in self.held if u.subscription != sub_id]
         self.pending.pop(sub_id, None)
         self.dropped.pop(sub_id, None)
-        self.announced.discard(sub_id)
+        self.heads.pop(sub_id, None)
+        self._settle()
 
     def put(self, update: LiveUpdate) -> None:
         """The live-query loop's sink: keep the newest value per metric x group."""
-        sub_id = update.subscription
-        if (
-            self.direct is not None
-            and not self.sending
-            and not self.control
-            and not self.pending
-            and sub_id in self.announced
-        ):
+        if self.quiet and update.subscription in self.heads:
             if not self.held:
                 _hold(self)
-            at = update.at
-            head = _data_head(sub_id)
-            self.held.extend((f"{head}{_data_json(row, at)}}}", sub_id, row, at) for row in update.rows)
+            self.held.append(update)
             return
-        self._queue(sub_id, update.rows, update.at)
+        self._queue(update.subscription, update.rows, update.at)
 
     def _queue(self, sub_id: str, rows: Sequence[ResultRow], at: float) -> None:
         """For the pump: the newest data of each metric x group, counting what it replaces."""
@@ -99,6 +98,7 @@ class Outbox:
             if key in held:
                 self.dropped[sub_id] = self.dropped.get(sub_id, 0) + 1
             held[key] = _data_json(row, at)
+        self.quiet = False
         self.wake.set()
 
     def flush(self) -> None:
@@ -108,30 +108,35 @@ class Outbox:
             return
         held, self.held = self.held, []
         assert self.direct is not None
-        if self.direct([text for text, _, _, _ in held]):
+        heads = self.heads
+        if self.direct(
+            [heads[u.subscription] + _data_json(row, u.at) + b"}" for u in held for row in u.rows]
+        ):
             return
-        for _, sub_id, row, at in held:
-            self._queue(sub_id, (row,), at)
+        for update in held:
+            self._queue(update.subscription, update.rows, update.at)
 
     async def pump(self, ws: WebsocketImplProtocol) -> None:
         while True:
             await self.wake.wait()
             self.wake.clear()
             self.sending = True
+            self.quiet = False
             try:
                 await self._send_queued(ws)
             finally:
                 self.sending = False
+                self._settle()
 
     async def _send_queued(self, ws: WebsocketImplProtocol) -> None:
         self.flush()  # (say() already did; held frames go before anything the pump sends)
         while self.control:
             await ws.send(orjson.dumps(self.control.popleft()).decode())
-        for sub_id in [s for s in self.pending if s in self.announced]:
+        for sub_id in [s for s in self.pending if s in self.heads]:
             rows = self.pending.pop(sub_id)
-            head = _data_head(sub_id)
+            head = self.heads[sub_id]
             for data in rows.values():
-                await ws.send(f"{head}{data}}}")
+                await ws.send((head + data + b"}").decode())
             dropped = self.dropped.pop(sub_id, 0)
             if dropped:
                 await ws.send(orjson.dumps({"type": "lagged", "id": sub_id, "dropped": dropped}).decode())
@@ -161,10 +166,11 @@ def _flush_held(loop: asyncio.AbstractEventLoop) -> None:
         outbox.flush()
 
 
-def direct_writer(ws: WebsocketImplProtocol) -> Callable[[list[str]], bool] | None:
-    """A function that writes text frames now, in one socket write, and says True, or says
-    False (and writes nothing) when the connection is not open, Sanic is itself sending, or the socket's buffer
-    holds more than DIRECT_WRITE_LIMIT (a slow reader: its updates then queue, and lag).
+def direct_writer(ws: WebsocketImplProtocol) -> Callable[[list[bytes]], bool] | None:
+    """A function that writes text frames (their UTF-8 payloads) now, in one socket write, and
+    says True, or says False (and writes nothing) when the connection is not open, Sanic is
+    itself sending, or the socket's buffer holds more than DIRECT_WRITE_LIMIT (a slow reader:
+    its updates then queue, and lag).
 
     It writes the frame to the transport itself (server frames are not masked): through
     `ws.send` each message took a lock, websockets' framing objects and a task switch, ~15 us,
@@ -179,7 +185,7 @@ def direct_writer(ws: WebsocketImplProtocol) -> Callable[[list[str]], bool] | No
     if proto is None or io is None or mutex is None or not isinstance(can_write, asyncio.Event):
         return None
 
-    def write(texts: list[str]) -> bool:
+    def write(payloads: list[bytes]) -> bool:
         transport = io.transport
         if (
             proto.state is not State.OPEN
@@ -190,27 +196,31 @@ def direct_writer(ws: WebsocketImplProtocol) -> Callable[[list[str]], bool] | No
             or transport.get_write_buffer_size() > DIRECT_WRITE_LIMIT
         ):
             return False
-        frames = []
-        for text in texts:
-            payload = text.encode()
-            size = len(payload)
-            if size < 126:
-                frames.append(bytes((0x81, size)))
-            elif size < 1 << 16:
-                frames.append(bytes((0x81, 126)) + size.to_bytes(2, "big"))
-            else:
-                frames.append(bytes((0x81, 127)) + size.to_bytes(8, "big"))
-            frames.append(payload)
-        transport.write(b"".join(frames))
+        if len(payloads) == 1:
+            payload = payloads[0]
+            transport.write(_frame_head(len(payload)) + payload)
+        else:
+            transport.write(b"".join([part for p in payloads for part in (_frame_head(len(p)), p)]))
         return True
 
     return write
 
 
-@functools.lru_cache(maxsize=65_536)  # one per subscription id; ~10 updates a second each
-def _data_head(sub_id: str) -> str:
+_SHORT_HEADS = [bytes((0x81, size)) for size in range(126)]
+
+
+def _frame_head(size: int) -> bytes:
+    """The header of an unmasked, final text frame of `size` bytes (RFC 6455 5.2)."""
+    if size < 126:
+        return _SHORT_HEADS[size]
+    if size < 1 << 16:
+        return b"\x81\x7e" + size.to_bytes(2, "big")
+    return b"\x81\x7f" + size.to_bytes(8, "big")
+
+
+def _data_head(sub_id: str) -> bytes:
     """A metric_data message up to its `data` object."""
-    return f'{{"type":"metric_data","id":{orjson.dumps(sub_id).decode()},"data":'
+    return b'{"type":"metric_data","id":' + orjson.dumps(sub_id) + b',"data":'
 
 
 class _RowTexts:
@@ -220,10 +230,10 @@ class _RowTexts:
 
     def __init__(self) -> None:
         self.at = 0.0
-        self.texts: dict[int, tuple[ResultRow, str]] = {}
+        self.texts: dict[int, tuple[ResultRow, bytes]] = {}
 
-    def of(self, row: ResultRow, at: float) -> str:
-        """The `data` object of a metric_data message, as JSON text."""
+    def of(self, row: ResultRow, at: float) -> bytes:
+        """The `data` object of a metric_data message, as JSON."""
         if at != self.at:
             self.texts.clear()
             self.at = at
@@ -238,7 +248,7 @@ class _RowTexts:
             "timestamp": format_timestamp(at),
             "window": format_duration(row.window_ms),
         }
-        text = orjson.dumps(data).decode()
+        text = orjson.dumps(data)
         self.texts[id(row)] = (row, text)
         return text
 

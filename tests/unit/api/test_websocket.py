@@ -308,7 +308,7 @@ async def test_direct_writes_are_well_formed_text_frames(size: int) -> None:
     write = direct_writer(fake_socket(transport))
     assert write is not None
     text = "é" * (size // 2) + "x" * (size % 2)  # multi-byte UTF-8: the length is in bytes
-    assert write([text, "next"])  # two frames in one socket write
+    assert write([text.encode(), b"next"])  # two frames in one socket write
     reader = StreamReader()
     reader.feed_data(transport.written)
     reader.feed_eof()
@@ -330,20 +330,20 @@ async def test_direct_writes_wait_for_a_busy_or_slow_connection() -> None:
     write = direct_writer(socket)
     assert write is not None
     transport.buffered = DIRECT_WRITE_LIMIT + 1  # a slow reader
-    assert not write(["x"])
+    assert not write([b"x"])
     transport.buffered = 0
     async with socket.conn_mutex:  # Sanic is sending (a ping, a close)
-        assert not write(["x"])
+        assert not write([b"x"])
     socket.io_proto._can_write.clear()  # the transport asked to pause writing
-    assert not write(["x"])
+    assert not write([b"x"])
     assert transport.written == b""
 
 
 async def test_an_outbox_writes_directly_only_when_nothing_waits() -> None:
-    written: list[str] = []
+    written: list[bytes] = []
     accept = [True]
 
-    def direct(texts: list[str]) -> bool:
+    def direct(texts: list[bytes]) -> bool:
         if accept[0]:
             written.extend(texts)
         return accept[0]
@@ -374,12 +374,42 @@ async def test_an_outbox_writes_directly_only_when_nothing_waits() -> None:
     assert ws.sent[-1]["data"]["value"] == 4.0 and len(written) == 1
 
 
+async def test_an_update_never_overtakes_one_that_waits_in_the_queue() -> None:
+    """Once a write was refused and the update queued, later updates queue behind it (the
+    pump sends the newest), even when the connection could take a direct write again."""
+    written: list[bytes] = []
+    accept = [True]
+
+    def direct(texts: list[bytes]) -> bool:
+        if accept[0]:
+            written.extend(texts)
+        return accept[0]
+
+    def update(value: float) -> LiveUpdate:
+        return LiveUpdate("s", (ResultRow("m", {}, "sum", value, None, 60_000),), value)
+
+    outbox = Outbox(direct)
+    outbox.heads["s"] = b'{"type":"metric_data","id":"s","data":'  # announced, its message sent
+    outbox.put(update(1.0))
+    await asyncio.sleep(0)
+    assert [json.loads(t)["data"]["value"] for t in written] == [1.0]
+    accept[0] = False
+    outbox.put(update(2.0))
+    await asyncio.sleep(0)  # refused: queued for the pump (not running here)
+    accept[0] = True
+    outbox.put(update(3.0))
+    await asyncio.sleep(0)
+    assert len(written) == 1  # 3.0 waits behind 2.0, and replaces it
+    assert [json.loads(d)["value"] for d in outbox.pending["s"].values()] == [3.0]
+    assert outbox.dropped == {"s": 1}
+
+
 async def test_the_updates_of_one_turn_go_out_in_one_write_and_before_what_follows() -> None:
     """A connection's subscriptions pushed in one turn of the event loop (one live-query tick)
     cost one socket write; a control message said later in the turn goes after them."""
-    writes: list[list[str]] = []
+    writes: list[list[bytes]] = []
 
-    def direct(texts: list[str]) -> bool:
+    def direct(texts: list[bytes]) -> bool:
         writes.append(texts)
         return True
 
@@ -413,15 +443,15 @@ async def test_the_updates_of_one_turn_go_out_in_one_write_and_before_what_follo
 def test_frames_held_in_a_loop_that_closed_do_not_stall_the_next_loop() -> None:
     """A loop that ends with frames held (its flush callback never ran) leaves the next loop's
     outboxes flushing as usual."""
-    written: list[str] = []
+    written: list[bytes] = []
 
-    def direct(texts: list[str]) -> bool:
+    def direct(texts: list[bytes]) -> bool:
         written.extend(texts)
         return True
 
     def push() -> None:
         outbox = Outbox(direct)
-        outbox.announced.add("s")
+        outbox.heads["s"] = b'{"type":"metric_data","id":"s","data":'
         outbox.put(LiveUpdate("s", (ResultRow("m", {}, "sum", 1.0, None, 60_000),), 1.0))
 
     async def push_and_wait() -> None:
