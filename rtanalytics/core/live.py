@@ -50,8 +50,8 @@ class LiveQuery:
     interval_s: float
 
 
-@attrs.frozen
-class LiveUpdate:
+@attrs.define  # (not frozen: a frozen class's __init__ costs a call per field, and the live
+class LiveUpdate:  # loop makes one per subscriber pushed)
     """Rows of one subscription that changed, as of `at`."""
 
     subscription: str

@@ -45,7 +45,7 @@ class Outbox:
 
     def __init__(self, direct: Callable[[list[bytes]], bool] | None = None) -> None:
         self.control: deque[dict[str, Any]] = deque(maxlen=CONTROL_LIMIT)
-        self.pending: dict[str, dict[tuple[str, Any], bytes]] = {}  # JSON of each `data`
+        self.pending: dict[str, dict[tuple[str, Any], bytes]] = {}  # each `data`, see _data_tail
         self.dropped: dict[str, int] = {}
         # announced subscriptions -> their metric_data messages up to the `data` object, as bytes
         self.heads: dict[str, bytes] = {}
@@ -97,7 +97,7 @@ class Outbox:
             key = (row.metric, tuple(row.group.items()))
             if key in held:
                 self.dropped[sub_id] = self.dropped.get(sub_id, 0) + 1
-            held[key] = _data_json(row, at)
+            held[key] = _data_tail(row, at)
         self.quiet = False
         self.wake.set()
 
@@ -109,9 +109,7 @@ class Outbox:
         held, self.held = self.held, []
         assert self.direct is not None
         heads = self.heads
-        if self.direct(
-            [heads[u.subscription] + _data_json(row, u.at) + b"}" for u in held for row in u.rows]
-        ):
+        if self.direct([heads[u.subscription] + _data_tail(row, u.at) for u in held for row in u.rows]):
             return
         for update in held:
             self._queue(update.subscription, update.rows, update.at)
@@ -136,7 +134,7 @@ class Outbox:
             rows = self.pending.pop(sub_id)
             head = self.heads[sub_id]
             for data in rows.values():
-                await ws.send((head + data + b"}").decode())
+                await ws.send((head + data).decode())
             dropped = self.dropped.pop(sub_id, 0)
             if dropped:
                 await ws.send(orjson.dumps({"type": "lagged", "id": sub_id, "dropped": dropped}).decode())
@@ -185,10 +183,10 @@ def direct_writer(ws: WebsocketImplProtocol) -> Callable[[list[bytes]], bool] | 
     if proto is None or io is None or mutex is None or not isinstance(can_write, asyncio.Event):
         return None
 
-    def write(payloads: list[bytes]) -> bool:
+    def write(payloads: list[bytes], OPEN: State = State.OPEN) -> bool:
         transport = io.transport
         if (
-            proto.state is not State.OPEN
+            proto.state is not OPEN
             or transport is None
             or transport.is_closing()
             or not can_write.is_set()
@@ -233,7 +231,8 @@ class _RowTexts:
         self.texts: dict[int, tuple[ResultRow, bytes]] = {}
 
     def of(self, row: ResultRow, at: float) -> bytes:
-        """The `data` object of a metric_data message, as JSON."""
+        """A metric_data message from its `data` object to its end, as JSON: the `data` object
+        and the message's closing brace."""
         if at != self.at:
             self.texts.clear()
             self.at = at
@@ -248,12 +247,12 @@ class _RowTexts:
             "timestamp": format_timestamp(at),
             "window": format_duration(row.window_ms),
         }
-        text = orjson.dumps(data)
+        text = orjson.dumps(data) + b"}"
         self.texts[id(row)] = (row, text)
         return text
 
 
-_data_json = _RowTexts().of
+_data_tail = _RowTexts().of
 
 
 def _error(code: str, message: str, details: Any = ()) -> dict[str, Any]:

@@ -400,7 +400,8 @@ async def test_an_update_never_overtakes_one_that_waits_in_the_queue() -> None:
     outbox.put(update(3.0))
     await asyncio.sleep(0)
     assert len(written) == 1  # 3.0 waits behind 2.0, and replaces it
-    assert [json.loads(d)["value"] for d in outbox.pending["s"].values()] == [3.0]
+    waiting = [json.loads(outbox.heads["s"] + rest) for rest in outbox.pending["s"].values()]
+    assert [m["data"]["value"] for m in waiting] == [3.0]
     assert outbox.dropped == {"s": 1}
 
 
