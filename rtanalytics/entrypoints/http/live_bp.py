@@ -84,9 +84,15 @@ class Outbox:
     def put(self, update: LiveUpdate) -> None:
         """The live-query loop's sink: keep the newest value per metric x group."""
         if self.quiet and update.subscription in self.heads:
-            if not self.held:
-                _hold(self)
-            self.held.append(update)
+            held = self.held
+            if not held:  # flush when this turn's pushes are done: one callback for all outboxes
+                loop = _running_loop()
+                waiting = _holding.get(loop)
+                if waiting is None:
+                    waiting = _holding[loop] = []
+                    loop.call_soon(_flush_held, loop)
+                waiting.append(self)
+            held.append(update)
             return
         self._queue(update.subscription, update.rows, update.at)
 
@@ -104,12 +110,18 @@ class Outbox:
     def flush(self) -> None:
         """Write the frames held back this turn, in one socket write; if the connection cannot
         take them now, they go to the queue (the pump sends them when it can)."""
-        if not self.held:
+        held = self.held
+        if not held:
             return
-        held, self.held = self.held, []
+        self.held = []
         assert self.direct is not None
         heads = self.heads
-        if self.direct([heads[u.subscription] + _data_tail(row, u.at) for u in held for row in u.rows]):
+        if len(held) == 1 and len(held[0].rows) == 1:  # the usual push: one update of one row
+            update = held[0]
+            payloads = [heads[update.subscription] + _data_tail(update.rows[0], update.at)]
+        else:
+            payloads = [heads[u.subscription] + _data_tail(row, u.at) for u in held for row in u.rows]
+        if self.direct(payloads):
             return
         for update in held:
             self._queue(update.subscription, update.rows, update.at)
@@ -149,14 +161,7 @@ DIRECT_WRITE_LIMIT = 64 * 1024  # bytes already waiting in the socket's buffer: 
 _holding: dict[asyncio.AbstractEventLoop, list[Outbox]] = {}
 
 
-def _hold(outbox: Outbox) -> None:
-    """Flush `outbox` when this turn's pushes are done: one callback for all of them."""
-    loop = asyncio.get_running_loop()
-    held = _holding.get(loop)
-    if held is None:
-        held = _holding[loop] = []
-        loop.call_soon(_flush_held, loop)
-    held.append(outbox)
+_running_loop = asyncio.get_running_loop
 
 
 def _flush_held(loop: asyncio.AbstractEventLoop) -> None:
@@ -180,8 +185,19 @@ def direct_writer(ws: WebsocketImplProtocol) -> Callable[[list[bytes]], bool] | 
     io = getattr(ws, "io_proto", None)
     mutex = getattr(ws, "conn_mutex", None)
     can_write = getattr(io, "_can_write", None)
-    if proto is None or io is None or mutex is None or not isinstance(can_write, asyncio.Event):
+    if (
+        proto is None
+        or io is None
+        or not isinstance(mutex, asyncio.Lock)
+        or not isinstance(can_write, asyncio.Event)
+        # read as attributes below: `locked()` and `is_set()` return them, and two Python calls
+        # a push were ~10 % of its Python
+        or not isinstance(getattr(mutex, "_locked", None), bool)
+        or not isinstance(getattr(can_write, "_value", None), bool)
+    ):
         return None
+    sending: Any = mutex  # (typeshed does not declare the two attributes)
+    writable: Any = can_write
 
     def write(payloads: list[bytes], OPEN: State = State.OPEN) -> bool:
         transport = io.transport
@@ -189,14 +205,15 @@ def direct_writer(ws: WebsocketImplProtocol) -> Callable[[list[bytes]], bool] | 
             proto.state is not OPEN
             or transport is None
             or transport.is_closing()
-            or not can_write.is_set()
-            or mutex.locked()
+            or not writable._value
+            or sending._locked
             or transport.get_write_buffer_size() > DIRECT_WRITE_LIMIT
         ):
             return False
         if len(payloads) == 1:
             payload = payloads[0]
-            transport.write(_frame_head(len(payload)) + payload)
+            size = len(payload)
+            transport.write((_SHORT_HEADS[size] if size < 126 else _frame_head(size)) + payload)
         else:
             transport.write(b"".join([part for p in payloads for part in (_frame_head(len(p)), p)]))
         return True
