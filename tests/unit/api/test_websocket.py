@@ -339,6 +339,23 @@ async def test_direct_writes_wait_for_a_busy_or_slow_connection() -> None:
     assert transport.written == b""
 
 
+async def test_no_direct_writer_without_the_attributes_it_reads() -> None:
+    """A socket object without what the writer relies on gets none: the outbox then sends
+    everything through ws.send."""
+    from types import SimpleNamespace
+
+    from rtanalytics.entrypoints.http.live_bp import direct_writer
+
+    assert direct_writer(fake_socket(FakeTransport())) is not None
+    assert direct_writer(SimpleNamespace()) is None  # type: ignore[arg-type]
+    unlike_a_lock = fake_socket(FakeTransport())
+    unlike_a_lock.conn_mutex = SimpleNamespace(locked=lambda: False)
+    assert direct_writer(unlike_a_lock) is None
+    flag_elsewhere = fake_socket(FakeTransport())
+    del flag_elsewhere.io_proto._can_write._value  # an Event keeping its flag under another name
+    assert direct_writer(flag_elsewhere) is None
+
+
 async def test_an_outbox_writes_directly_only_when_nothing_waits() -> None:
     written: list[bytes] = []
     accept = [True]
