@@ -79,7 +79,6 @@ class Outbox:
         self.pending.pop(sub_id, None)
         self.dropped.pop(sub_id, None)
         self.heads.pop(sub_id, None)
-        self._settle()
 
     def put(self, update: LiveUpdate) -> None:
         """The live-query loop's sink: keep the newest value per metric x group."""
