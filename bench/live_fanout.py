@@ -5,7 +5,7 @@ metric, LiveQueries -> Outbox -> the direct frame writer, into a transport that 
 
 --idle sleeps that long before each change, as the service does between the bench's marker
 changes (4 a second): on this VM an idle CPU comes back with cold caches, and the same Python
-then takes ~3x as long per update (4 -> 12 us); without it, the figure is the warm one.
+then takes ~3x as long per update (~3 -> ~12 us); without it, the figure is the warm one.
 
 What a real socket adds on top (the kernel's TCP send, ~9 us a message on loopback) is in
 bench/websocket.py's figures; this isolates the service's own Python per update.
