@@ -251,13 +251,31 @@ class SlowSocket:
         self.sent.append(json.loads(text))
 
 
+def _update(value: float, sub: str = "s", metric: str = "m") -> LiveUpdate:
+    """Subscription `sub`'s one row, of `metric`, changed to `value` (at time `value`)."""
+    return LiveUpdate(sub, (ResultRow(metric, {}, "sum", value, None, 60_000),), value)
+
+
+class Gate:
+    """A direct writer that takes frames while `open`, and refuses them (writes nothing) when not."""
+
+    def __init__(self) -> None:
+        self.open = True
+        self.written: list[bytes] = []
+
+    def __call__(self, texts: list[bytes]) -> bool:
+        if self.open:
+            self.written.extend(texts)
+        return self.open
+
+
 async def test_a_slow_reader_gets_the_newest_value_and_a_lagged_notice() -> None:
     outbox = Outbox()
     outbox.announce("s", {"type": "subscribed", "id": "s"})
     ws = SlowSocket()
     pump = asyncio.get_running_loop().create_task(outbox.pump(ws))  # type: ignore[arg-type]
     for value in range(100):  # far faster than the socket drains; put never waits
-        outbox.put(LiveUpdate("s", (ResultRow("m", {}, "sum", float(value), None, 60_000),), float(value)))
+        outbox.put(_update(float(value)))
         await asyncio.sleep(0)
     await asyncio.sleep(0.5)
     pump.cancel()
@@ -357,35 +375,26 @@ async def test_no_direct_writer_without_the_attributes_it_reads() -> None:
 
 
 async def test_an_outbox_writes_directly_only_when_nothing_waits() -> None:
-    written: list[bytes] = []
-    accept = [True]
-
-    def direct(texts: list[bytes]) -> bool:
-        if accept[0]:
-            written.extend(texts)
-        return accept[0]
-
-    def update(value: float) -> LiveUpdate:
-        return LiveUpdate("s", (ResultRow("m", {}, "sum", value, None, 60_000),), value)
-
-    outbox = Outbox(direct)
-    outbox.put(update(1.0))  # not announced yet: `subscribed` must go first
+    gate = Gate()
+    written = gate.written
+    outbox = Outbox(gate)
+    outbox.put(_update(1.0))  # not announced yet: `subscribed` must go first
     assert written == [] and outbox.pending
     outbox.announce("s", {"type": "subscribed", "id": "s"})
     ws = SlowSocket()
     pump = asyncio.get_running_loop().create_task(outbox.pump(ws))  # type: ignore[arg-type]
-    outbox.put(update(2.0))  # the queue is not empty: this waits behind it, in order
+    outbox.put(_update(2.0))  # the queue is not empty: this waits behind it, in order
     assert written == []
     await asyncio.sleep(0.3)
     assert [m["type"] for m in ws.sent] == ["subscribed", "metric_data", "lagged"]
     assert ws.sent[1]["data"]["value"] == 2.0  # the newest value replaced the older one, said so
-    outbox.put(update(3.0))  # nothing waits now: written at the end of this turn, the pump not woken
+    outbox.put(_update(3.0))  # nothing waits now: written at the end of this turn, the pump not woken
     assert written == []
     await asyncio.sleep(0)
     assert len(written) == 1 and json.loads(written[0])["data"]["value"] == 3.0
     assert not outbox.pending and not outbox.wake.is_set()
-    accept[0] = False  # the connection cannot take more now: queue, then the pump sends it
-    outbox.put(update(4.0))
+    gate.open = False  # the connection cannot take more now: queue, then the pump sends it
+    outbox.put(_update(4.0))
     await asyncio.sleep(0.2)
     pump.cancel()
     assert ws.sent[-1]["data"]["value"] == 4.0 and len(written) == 1
@@ -394,27 +403,18 @@ async def test_an_outbox_writes_directly_only_when_nothing_waits() -> None:
 async def test_an_update_never_overtakes_one_that_waits_in_the_queue() -> None:
     """Once a write was refused and the update queued, later updates queue behind it (the
     pump sends the newest), even when the connection could take a direct write again."""
-    written: list[bytes] = []
-    accept = [True]
-
-    def direct(texts: list[bytes]) -> bool:
-        if accept[0]:
-            written.extend(texts)
-        return accept[0]
-
-    def update(value: float) -> LiveUpdate:
-        return LiveUpdate("s", (ResultRow("m", {}, "sum", value, None, 60_000),), value)
-
-    outbox = Outbox(direct)
+    gate = Gate()
+    written = gate.written
+    outbox = Outbox(gate)
     outbox.heads["s"] = b'{"type":"metric_data","id":"s","data":'  # announced, its message sent
-    outbox.put(update(1.0))
+    outbox.put(_update(1.0))
     await asyncio.sleep(0)
     assert [json.loads(t)["data"]["value"] for t in written] == [1.0]
-    accept[0] = False
-    outbox.put(update(2.0))
+    gate.open = False
+    outbox.put(_update(2.0))
     await asyncio.sleep(0)  # refused: queued for the pump (not running here)
-    accept[0] = True
-    outbox.put(update(3.0))
+    gate.open = True
+    outbox.put(_update(3.0))
     await asyncio.sleep(0)
     assert len(written) == 1  # 3.0 waits behind 2.0, and replaces it
     waiting = [json.loads(outbox.heads["s"] + rest) for rest in outbox.pending["s"].values()]
@@ -431,27 +431,24 @@ async def test_the_updates_of_one_turn_go_out_in_one_write_and_before_what_follo
         writes.append(texts)
         return True
 
-    def update(sub: str, value: float) -> LiveUpdate:
-        return LiveUpdate(sub, (ResultRow(sub, {}, "sum", value, None, 60_000),), value)
-
     outbox = Outbox(direct)
     for sub in ("a", "b", "c"):
         outbox.announce(sub, {"type": "subscribed", "id": sub})
     ws = SlowSocket()
     pump = asyncio.get_running_loop().create_task(outbox.pump(ws))  # type: ignore[arg-type]
     await asyncio.sleep(0.3)  # the three `subscribed` sent
-    outbox.put(update("a", 1.0))
-    outbox.put(update("b", 2.0))
+    outbox.put(_update(1.0, "a", "a"))
+    outbox.put(_update(2.0, "b", "b"))
     await asyncio.sleep(0)
     assert [[json.loads(t)["id"] for t in texts] for texts in writes] == [["a", "b"]]
-    outbox.put(update("c", 3.0))
+    outbox.put(_update(3.0, "c", "c"))
     outbox.say({"type": "pong"})  # the held frame is written first, then the pump sends this
     assert [json.loads(t)["id"] for t in writes[-1]] == ["c"]
-    outbox.put(update("a", 4.0))  # queued behind the pong now, not held
+    outbox.put(_update(4.0, "a", "a"))  # queued behind the pong now, not held
     outbox.forget("a")
     await asyncio.sleep(0.3)
     assert [m["type"] for m in ws.sent[3:]] == ["pong"] and len(writes) == 2
-    outbox.put(update("b", 5.0))  # held, then unsubscribed in the same turn: never written
+    outbox.put(_update(5.0, "b", "b"))  # held, then unsubscribed in the same turn: never written
     outbox.forget("b")
     await asyncio.sleep(0)
     pump.cancel()
@@ -470,7 +467,7 @@ def test_frames_held_in_a_loop_that_closed_do_not_stall_the_next_loop() -> None:
     def push() -> None:
         outbox = Outbox(direct)
         outbox.heads["s"] = b'{"type":"metric_data","id":"s","data":'
-        outbox.put(LiveUpdate("s", (ResultRow("m", {}, "sum", 1.0, None, 60_000),), 1.0))
+        outbox.put(_update(1.0))
 
     async def push_and_wait() -> None:
         push()
