@@ -15,6 +15,17 @@ BACKENDS = ("memory", "ignite")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 TENANT_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
 _TENANT_RE = re.compile(TENANT_PATTERN)
+# How a yes/no setting may be spelled (any case)
+_SWITCH = {
+    "1": True,
+    "0": False,
+    "true": True,
+    "false": False,
+    "yes": True,
+    "no": False,
+    "on": True,
+    "off": False,
+}
 
 
 def physical_memory_bytes() -> int | None:
@@ -128,14 +139,8 @@ class Config:
             text(var, attr)
         if env.get("RTA_SMTP_TLS"):
             tls = env["RTA_SMTP_TLS"].lower()
-            values["smtp_tls"] = {
-                "1": "starttls",
-                "true": "starttls",
-                "yes": "starttls",
-                "0": "none",
-                "false": "none",
-                "no": "none",
-            }.get(tls, tls)
+            switch = _SWITCH.get(tls)
+            values["smtp_tls"] = tls if switch is None else "starttls" if switch else "none"
         if env.get("RTA_ALERT_EMAIL_TO"):
             values["alert_email_to"] = tuple(
                 a.strip() for a in env["RTA_ALERT_EMAIL_TO"].split(",") if a.strip()
@@ -147,23 +152,13 @@ class Config:
         if env.get("RTA_EVENT_TOPICS"):
             values["event_topics"] = tuple(t.strip() for t in env["RTA_EVENT_TOPICS"].split(",") if t.strip())
         if env.get("RTA_LOG_JSON"):
-            values["log_json"] = env["RTA_LOG_JSON"].lower() in ("1", "true", "yes")
+            values["log_json"] = _SWITCH.get(env["RTA_LOG_JSON"].strip().lower()) is True
         if env.get("RTA_FOLD_SPIN"):
-            flag = {
-                "1": True,
-                "true": True,
-                "yes": True,
-                "on": True,
-                "0": False,
-                "false": False,
-                "no": False,
-                "off": False,
-            }.get(env["RTA_FOLD_SPIN"].strip().lower())
+            flag = _SWITCH.get(env["RTA_FOLD_SPIN"].strip().lower())
             if flag is None:
                 problems.append(
                     Problem(
-                        "RTA_FOLD_SPIN",
-                        f"must be one of 1, 0, true, false, yes, no, on, off; got {env['RTA_FOLD_SPIN']!r}",
+                        "RTA_FOLD_SPIN", f"must be one of {', '.join(_SWITCH)}; got {env['RTA_FOLD_SPIN']!r}"
                     )
                 )
             else:

@@ -58,3 +58,17 @@ def test_the_cli_stops_with_one_line_naming_the_setting() -> None:
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "RTA_IGNITE_FLUSH_MS" in lines[0], done.stderr
+
+
+def test_yes_no_settings_share_their_spellings() -> None:
+    """RTA_SMTP_TLS takes a yes/no for starttls/none besides its own names; RTA_LOG_JSON a yes/no."""
+    for text, tls in (
+        ("true", "starttls"),
+        ("ON", "starttls"),
+        ("0", "none"),
+        ("off", "none"),
+        ("ssl", "ssl"),
+    ):
+        assert Config.from_mapping({"RTA_SMTP_TLS": text}).smtp_tls == tls, text
+    for text, flag in (("1", True), ("yes", True), ("on", True), ("0", False), ("no", False)):
+        assert Config.from_mapping({"RTA_LOG_JSON": text}).log_json is flag, text
