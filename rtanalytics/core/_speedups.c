@@ -1457,88 +1457,60 @@ done:
 
 /* ---- quantile sketch bins ------------------------------------------------------------------
  *
- * merge_counts(dicts) -> dict | None: the sum of dicts of int bin -> int count, keys ascending,
- * as QuantileSketch.merged makes it; None when a key or count is not a plain int (or a count is
- * negative, or a sum would overflow), or the keys span more than MERGE_SPAN: the caller then
- * merges with numpy. A live percentile over a
- * one-minute window merges 60 one-second sketches of ~250 bins: numpy's fromiter over the
- * chained dicts took ~1.1 ms; one pass into a dense array of counts takes a fraction of it.
+ * merge_dense(sides) -> bytearray: the sum of a sketch side's dense stores, as
+ * core/sketches.py's merge_dense_numpy makes it: each store is a bytearray of native int64s,
+ * [low, n(low), n(low + 1), ...] (b"": empty); the result covers the union of their keys.
+ * A live percentile over a one-minute window merges 60 one-second sketches each time it is read.
  */
-#define MERGE_SPAN 65536
-
 static PyObject *
-merge_counts(PyObject *self, PyObject *dicts)
+merge_dense(PyObject *self, PyObject *sides)
 {
-    PyObject *seq = PySequence_Fast(dicts, "merge_counts takes a sequence of dicts");
+    PyObject *seq = PySequence_Fast(sides, "merge_dense takes a sequence of bytearrays");
     if (seq == NULL)
         return NULL;
     Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
-    /* One pass into a dense window of counts [base, base + cap), grown (and moved) when a key
-       falls outside; lo..hi is the range of keys seen. */
-    long long *sums = NULL, base = 0, lo = LLONG_MAX, hi = LLONG_MIN;
-    Py_ssize_t cap = 0;
-    PyObject *out = NULL;
+    long long lo = LLONG_MAX, hi = LLONG_MIN;
     for (Py_ssize_t d = 0; d < n; d++) {
-        PyObject *bins = PySequence_Fast_GET_ITEM(seq, d);
-        if (!PyDict_CheckExact(bins))
-            goto not_plain;
-        Py_ssize_t pos = 0;
-        PyObject *key, *count;
-        while (PyDict_Next(bins, &pos, &key, &count)) {
-            int o1 = 0, o2 = 0;
-            long long k = PyLong_CheckExact(key) ? PyLong_AsLongLongAndOverflow(key, &o1) : (o1 = 1, 0);
-            long long c = PyLong_CheckExact(count) ? PyLong_AsLongLongAndOverflow(count, &o2) : (o2 = 1, 0);
-            if (o1 || o2 || c < 0)
-                goto not_plain;
-            if (sums == NULL || k < base || k >= base + cap) {
-                long long new_lo = lo < k ? lo : k, new_hi = hi > k ? hi : k;
-                if (new_hi - new_lo >= MERGE_SPAN)
-                    goto not_plain;
-                Py_ssize_t new_cap = cap ? cap : 1024;
-                while (new_cap < new_hi - new_lo + 1 + 512)
-                    new_cap *= 2;
-                long long new_base = new_lo - (new_cap - (new_hi - new_lo + 1)) / 2;
-                long long *grown = PyMem_Calloc((size_t)new_cap, sizeof(long long));
-                if (grown == NULL) {
-                    PyMem_Free(sums);
-                    Py_DECREF(seq);
-                    return PyErr_NoMemory();
-                }
-                if (sums != NULL && lo <= hi)
-                    memcpy(grown + (lo - new_base), sums + (lo - base), (size_t)(hi - lo + 1) * sizeof(long long));
-                PyMem_Free(sums);
-                sums = grown;
-                base = new_base;
-                cap = new_cap;
-            }
-            if (sums[k - base] > LLONG_MAX - c)
-                goto not_plain;
-            sums[k - base] += c;
-            if (k < lo)
-                lo = k;
-            if (k > hi)
-                hi = k;
-            if (hi - lo >= MERGE_SPAN) /* (a key inside the grown window's margin can widen it too) */
-                goto not_plain;
+        PyObject *buf = PySequence_Fast_GET_ITEM(seq, d);
+        if (!PyByteArray_Check(buf) || PyByteArray_GET_SIZE(buf) % 8 != 0 || PyByteArray_GET_SIZE(buf) == 8) {
+            PyErr_SetString(PyExc_TypeError, "a dense store is a bytearray of int64s: low, then counts");
+            Py_DECREF(seq);
+            return NULL;
         }
-    }
-    out = PyDict_New();
-    for (long long k = lo; out != NULL && k <= hi; k++) {
-        if (sums[k - base] == 0)
+        Py_ssize_t bins = PyByteArray_GET_SIZE(buf) / 8 - 1;
+        if (bins <= 0)
             continue;
-        PyObject *key = PyLong_FromLongLong(k), *count = PyLong_FromLongLong(sums[k - base]);
-        if (key == NULL || count == NULL || PyDict_SetItem(out, key, count) < 0)
-            Py_CLEAR(out);
-        Py_XDECREF(key);
-        Py_XDECREF(count);
+        int64_t low;
+        memcpy(&low, PyByteArray_AS_STRING(buf), 8);
+        if (low < lo)
+            lo = low;
+        if (low + bins - 1 > hi)
+            hi = low + bins - 1;
     }
-    PyMem_Free(sums);
+    if (lo > hi) {
+        Py_DECREF(seq);
+        return PyByteArray_FromStringAndSize(NULL, 0);
+    }
+    PyObject *out = PyByteArray_FromStringAndSize(NULL, (Py_ssize_t)(hi - lo + 2) * 8);
+    if (out == NULL) {
+        Py_DECREF(seq);
+        return NULL;
+    }
+    int64_t *sums = (int64_t *)PyByteArray_AS_STRING(out);
+    memset(sums, 0, (size_t)PyByteArray_GET_SIZE(out));
+    sums[0] = lo;
+    for (Py_ssize_t d = 0; d < n; d++) {
+        PyObject *buf = PySequence_Fast_GET_ITEM(seq, d);
+        Py_ssize_t bins = PyByteArray_GET_SIZE(buf) / 8 - 1;
+        if (bins <= 0)
+            continue;
+        const int64_t *held = (const int64_t *)PyByteArray_AS_STRING(buf);
+        int64_t *to = sums + 1 + (held[0] - lo);
+        for (Py_ssize_t k = 0; k < bins; k++)
+            to[k] += held[1 + k];
+    }
     Py_DECREF(seq);
     return out;
-not_plain:
-    PyMem_Free(sums);
-    Py_DECREF(seq);
-    Py_RETURN_NONE;
 }
 
 /* ---- distinct(items) -> frozenset ------------------------------------------------------------
@@ -1590,7 +1562,7 @@ distinct(PyObject *self, PyObject *items)
 }
 
 static PyMethodDef methods[] = {
-    {"merge_counts", merge_counts, METH_O, "The sum of dicts of int bin -> int count, keys ascending; None if not plain."},
+    {"merge_dense", merge_dense, METH_O, "The sum of quantile sketch sides' dense stores (bytearrays of int64s)."},
     {"fast_parse", fast_parse, METH_VARARGS, "Validate ordinary point dicts into batch columns; return the rest's positions."},
     {"parse_json", parse_json, METH_VARARGS, "Validate the ordinary points of a JSON body into batch columns."},
     {"series_table", series_table, METH_NOARGS, "A new table of series seen valid, for parse_json."},

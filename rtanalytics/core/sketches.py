@@ -22,7 +22,7 @@ from typing import Union, cast
 import datasketches
 import numpy as np
 
-try:  # the optional C speedup (setup.py); merge_counts_numpy is the reference
+try:  # the optional C speedup (setup.py); merge_dense_numpy is the reference
     from rtanalytics.core import _speedups  # type: ignore[attr-defined]
 except ImportError:  # pragma: no cover - depends on the build
     _speedups = None
@@ -37,93 +37,189 @@ HLL_LG_K = 14
 _FEW = 96  # values below which add_many adds them one by one (break-even ~100: 64 values 40 vs 50 us)
 
 
-def merge_counts_numpy(bins: Sequence[dict[int, int]]) -> dict[int, int]:
-    """The sum of dicts of bin -> count, keys ascending (the reference for the C merge_counts)."""
-    size = sum(map(len, bins))
-    if not size:
-        return {}
-    keys = np.fromiter(itertools.chain.from_iterable(bins), dtype=np.int64, count=size)
-    counts = np.fromiter(
-        itertools.chain.from_iterable(b.values() for b in bins), dtype=np.float64, count=size
-    )
-    low = int(keys.min())
-    sums = np.bincount(keys - low, weights=counts)
-    present = np.flatnonzero(sums)
-    return dict(zip((present + low).tolist(), sums[present].astype(np.int64).tolist(), strict=True))
+# A side of a sketch (its positive or its negative values) is a dense store, as in DDSketch's
+# reference implementation: a bytearray of native int64s, [low, n(low), n(low + 1), ...], the
+# count of each bin key from `low` on; empty: b"". The C kernel adds to it in place, with one
+# memory access a value where a dict of bins took five or six (the dict's table, its entry,
+# the key and count objects; bench/ingest_engine.py: ~0.7 us a value of a percentile metric).
+# It grows by _PAD bins beyond a new key, so a sketch filling in moves its bytes a few times.
+# Its size is one int64 a bin between the smallest and largest key: ~115 bins per factor of 10
+# of the values' spread, so 8 bytes x 115 x decades (1 us to 100 s: ~7 KB); at most ~36,500
+# bins (1e-9 to 1.8e308), as the unbounded dense store of DDSketch's reference.
+_PAD = 16
+_EMPTY_COUNTS = np.zeros(0, dtype=np.int64)
+
+
+def _store(buf: bytearray) -> tuple[int, np.ndarray]:
+    """(low, counts) of a side; `counts` is a view of `buf` (drop it before the side may grow:
+    a bytearray with a view cannot be resized)."""
+    if not buf:
+        return 0, _EMPTY_COUNTS
+    view = np.frombuffer(buf, dtype=np.int64)
+    return int(view[0]), view[1:]
+
+
+def _widen(buf: bytearray, lo: int, hi: int) -> int:
+    """Make a side hold bins lo..hi (zero counts where new); return its low key."""
+    if not buf:
+        low = lo - _PAD
+        buf[:] = np.concatenate([[low], np.zeros(hi - lo + 1 + 2 * _PAD, dtype=np.int64)]).tobytes()
+        return low
+    low = struct.unpack_from("=q", buf)[0]
+    high = low + (len(buf) >> 3) - 2
+    if lo < low:
+        grow = low - lo + _PAD
+        buf[8:8] = bytes(8 * grow)
+        low -= grow
+        struct.pack_into("=q", buf, 0, low)
+    if hi > high:
+        buf.extend(bytes(8 * (hi - high + _PAD)))
+    return int(low)
+
+
+def _nonzero(buf: bytearray) -> tuple[np.ndarray, np.ndarray]:
+    """Keys (ascending) and counts of a side's bins that hold anything."""
+    low, counts = _store(buf)
+    at = np.flatnonzero(counts)
+    return at + low, counts[at]
+
+
+def _fill(buf: bytearray, keys: Sequence[int]) -> None:
+    """Count one value in each of these bins of a side (few: plain int arithmetic)."""
+    if not keys:
+        return
+    low = _widen(buf, min(keys), max(keys))
+    view = memoryview(buf).cast("q")
+    try:
+        for key in keys:
+            view[key - low + 1] += 1
+    finally:
+        view.release()
+
+
+def _add_counts(buf: bytearray, low: int, counts: np.ndarray) -> None:
+    """Add counts of bins low, low + 1, ... into a side."""
+    at = np.flatnonzero(counts)
+    if not len(at):
+        return
+    first, last = int(at[0]), int(at[-1])
+    mine = _widen(buf, low + first, low + last)
+    _, held = _store(buf)
+    start = low + first - mine
+    held[start : start + last - first + 1] += counts[first : last + 1]
+
+
+def merge_dense_numpy(sides: Sequence[bytearray]) -> bytearray:
+    """One side holding the sum of these (the reference for the C merge_dense)."""
+    stores = [_store(buf) for buf in sides if buf]
+    if not stores:
+        return bytearray()
+    lo = min(low for low, _ in stores)
+    hi = max(low + len(counts) - 1 for low, counts in stores)
+    total = np.zeros(hi - lo + 2, dtype=np.int64)
+    for low, counts in stores:
+        total[low - lo + 1 : low - lo + 1 + len(counts)] += counts
+    total[0] = lo
+    return bytearray(total.tobytes())
 
 
 class QuantileSketch:
     """Counts of values per logarithmic bin, for positive and negative values, plus zeros."""
 
-    __slots__ = ("count", "negative", "positive", "zero")
+    __slots__ = ("count", "neg", "pos", "zero")
 
     def __init__(self) -> None:
-        self.positive: dict[int, int] = {}
-        self.negative: dict[int, int] = {}
+        self.pos = bytearray()  # dense stores, see _store
+        self.neg = bytearray()
         self.zero = 0
         self.count = 0
+
+    @property
+    def positive(self) -> dict[int, int]:
+        """Bin key -> count of the positive values (bins that hold any), keys ascending."""
+        keys, counts = _nonzero(self.pos)
+        return dict(zip(keys.tolist(), counts.tolist(), strict=True))
+
+    @property
+    def negative(self) -> dict[int, int]:
+        """Bin key -> count of the negative values' magnitudes, keys ascending."""
+        keys, counts = _nonzero(self.neg)
+        return dict(zip(keys.tolist(), counts.tolist(), strict=True))
 
     def add(self, value: float) -> None:
         """Count one value."""
         self.count += 1
         if value > MIN_INDEXABLE:
-            key = math.ceil(math.log(value) / LOG_GAMMA)
-            self.positive[key] = self.positive.get(key, 0) + 1
+            _fill(self.pos, (math.ceil(math.log(value) / LOG_GAMMA),))
         elif value < -MIN_INDEXABLE:
-            key = math.ceil(math.log(-value) / LOG_GAMMA)
-            self.negative[key] = self.negative.get(key, 0) + 1
+            _fill(self.neg, (math.ceil(math.log(-value) / LOG_GAMMA),))
         else:
             self.zero += 1
+
+    def _add_few(self, values: Iterable[float]) -> None:
+        """add() of each value (math.log), each side's bins counted in one pass."""
+        pos: list[int] = []
+        neg: list[int] = []
+        n = 0
+        for value in values:
+            n += 1
+            if value > MIN_INDEXABLE:
+                pos.append(math.ceil(math.log(value) / LOG_GAMMA))
+            elif value < -MIN_INDEXABLE:
+                neg.append(math.ceil(math.log(-value) / LOG_GAMMA))
+        self.count += n
+        self.zero += n - len(pos) - len(neg)
+        _fill(self.pos, pos)
+        _fill(self.neg, neg)
 
     def add_many(self, values: Sequence[float] | np.ndarray) -> None:
         """Count many values; the bins are computed in one numpy call, or value by value for a
         few (numpy's dozen calls cost ~40 us whatever the size: a live percentile read pools a
         few small cells each time)."""
         if len(values) < _FEW:
-            for value in values.tolist() if isinstance(values, np.ndarray) else values:
-                self.add(value)
+            self._add_few(values.tolist() if isinstance(values, np.ndarray) else values)
             return
         arr = np.asarray(values, dtype=np.float64)
-        if arr.size == 0:
-            return
         self.count += int(arr.size)
         absolute = np.abs(arr)
         indexable = absolute > MIN_INDEXABLE
         self.zero += int(arr.size - np.count_nonzero(indexable))
         keys = np.zeros(arr.shape, dtype=np.int64)
         keys[indexable] = np.ceil(np.log(absolute[indexable]) / LOG_GAMMA)
-        for store, mask in ((self.positive, arr > MIN_INDEXABLE), (self.negative, arr < -MIN_INDEXABLE)):
-            if mask.any():
-                uniq, counts = np.unique(keys[mask], return_counts=True)
-                for key, n in zip(uniq.tolist(), counts.tolist()):
-                    store[key] = store.get(key, 0) + n
+        for buf, mask in ((self.pos, arr > MIN_INDEXABLE), (self.neg, arr < -MIN_INDEXABLE)):
+            side = keys[mask]
+            if len(side):
+                lo = int(side.min())
+                _add_counts(buf, lo, np.bincount(side - lo))
 
     def merge(self, other: QuantileSketch) -> None:
         """Add another sketch's counts into this one."""
-        for mine, theirs in ((self.positive, other.positive), (self.negative, other.negative)):
-            for key, n in theirs.items():
-                mine[key] = mine.get(key, 0) + n
+        for mine, theirs in ((self.pos, other.pos), (self.neg, other.neg)):
+            if theirs is mine:  # a sketch merged into itself: its own view would stop it growing
+                theirs = bytearray(theirs)
+            if theirs:
+                low, counts = _store(theirs)
+                _add_counts(mine, low, counts)
         self.zero += other.zero
         self.count += other.count
 
     @classmethod
     def merged(cls, sketches: Sequence[QuantileSketch]) -> QuantileSketch:
-        """One new sketch holding what all of these hold; their bins are summed in one pass, by
-        the C speedup where it is built (a live percentile's 60 one-second sketches of ~250 bins:
-        1.1 ms with numpy), else with numpy (~3x faster than merge() one by one)."""
+        """One new sketch holding what all of these hold; each side's bins are summed in one
+        pass, by the C speedup where it is built (a live percentile's 60 one-second sketches),
+        else with numpy."""
         out = cls()
-        for side in ("positive", "negative"):
-            bins: list[dict[int, int]] = [getattr(sketch, side) for sketch in sketches]
-            summed = _speedups.merge_counts(bins) if _speedups is not None else None
-            setattr(out, side, summed if summed is not None else merge_counts_numpy(bins))
+        merge = _speedups.merge_dense if _speedups is not None else merge_dense_numpy
+        out.pos = merge([sketch.pos for sketch in sketches])
+        out.neg = merge([sketch.neg for sketch in sketches])
         out.zero = sum(sketch.zero for sketch in sketches)
         out.count = sum(sketch.count for sketch in sketches)
         return out
 
     def copy(self) -> QuantileSketch:
         out = QuantileSketch()
-        out.positive = dict(self.positive)
-        out.negative = dict(self.negative)
+        out.pos = bytearray(self.pos)
+        out.neg = bytearray(self.neg)
         out.zero = self.zero
         out.count = self.count
         return out
@@ -133,50 +229,50 @@ class QuantileSketch:
         return self.quantiles([q])[0]
 
     def quantiles(self, qs: Sequence[float]) -> list[float | None]:
-        """quantile(q) of each q, with one pass over the sorted bins."""
+        """quantile(q) of each q: the first bin, in the order of the values, whose running
+        count passes the rank (one cumulative sum, one search for all of qs)."""
         if self.count == 0:
             return [None] * len(qs)
-        out: list[float | None] = [None] * len(qs)
-        pending = sorted(range(len(qs)), key=lambda i: qs[i])
-        ranks = [qs[i] * (self.count - 1) for i in pending]
-        seen = 0
-        at = 0  # the next of `pending` to answer
-        sides = (
-            (sorted(self.negative, reverse=True), self.negative, -1.0),
-            ([0], {0: self.zero}, 0.0),
-            (sorted(self.positive), self.positive, 1.0),
-        )
-        for keys, counts, sign in sides:
-            for key in keys:
-                seen += counts[key]
-                while at < len(pending) and seen > ranks[at]:
-                    out[pending[at]] = sign * _bin_value(key) if sign else 0.0
-                    at += 1
-                if at == len(pending):
-                    return out
-        last = _bin_value(max(self.positive)) if self.positive else 0.0
-        for i in pending[at:]:
-            out[i] = last
+        neg_low, neg = _store(self.neg)
+        pos_low, pos = _store(self.pos)
+        # Values ascending: negative bins from the largest key down, the zeros, positive bins up.
+        running = np.cumsum(np.concatenate([neg[::-1], [self.zero], pos]))
+        found = np.searchsorted(running, [q * (self.count - 1) for q in qs], side="right").tolist()
+        top = len(neg) + len(pos)  # the index of the last positive bin
+        out: list[float | None] = []
+        for at in found:
+            if at > top:  # past every count (a rank rounded up): the largest positive bin's value
+                keys, _ = _nonzero(self.pos)
+                out.append(_bin_value(int(keys[-1])) if len(keys) else 0.0)
+            elif at < len(neg):
+                out.append(-_bin_value(neg_low + len(neg) - 1 - at))
+            elif at == len(neg):
+                out.append(0.0)
+            else:
+                out.append(_bin_value(pos_low + at - len(neg) - 1))
         return out
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, QuantileSketch):
             return NotImplemented
-        return (self.positive, self.negative, self.zero, self.count) == (
-            other.positive,
-            other.negative,
-            other.zero,
-            other.count,
-        )
+        if (self.zero, self.count) != (other.zero, other.count):
+            return False
+        for mine, theirs in ((self.pos, other.pos), (self.neg, other.neg)):
+            (k1, c1), (k2, c2) = _nonzero(mine), _nonzero(theirs)
+            if not (np.array_equal(k1, k2) and np.array_equal(c1, c2)):
+                return False
+        return True
 
     __hash__ = None  # type: ignore[assignment]
 
     def to_bytes(self) -> bytes:
-        """Version byte, zero count, then (key, count) pairs of each side as little-endian int64s."""
-        parts = [struct.pack("<BqII", _FORMAT_VERSION, self.zero, len(self.positive), len(self.negative))]
-        for store in (self.positive, self.negative):
-            if store:
-                parts.append(np.array(sorted(store.items()), dtype="<i8").tobytes())
+        """Version byte, zero count, then (key, count) pairs of each side's bins that hold
+        anything, keys ascending, as little-endian int64s."""
+        sides = [_nonzero(self.pos), _nonzero(self.neg)]
+        parts = [struct.pack("<BqII", _FORMAT_VERSION, self.zero, len(sides[0][0]), len(sides[1][0]))]
+        for keys, counts in sides:
+            if len(keys):
+                parts.append(np.stack([keys, counts], axis=1).astype("<i8").tobytes())
         return b"".join(parts)
 
     @classmethod
@@ -188,12 +284,17 @@ class QuantileSketch:
         offset = struct.calcsize("<BqII")
         out = cls()
         out.zero = zero
-        for n, store in ((n_pos, out.positive), (n_neg, out.negative)):
+        out.count = zero
+        for n, buf in ((n_pos, out.pos), (n_neg, out.neg)):
             if n:
                 pairs = np.frombuffer(data, dtype="<i8", count=2 * n, offset=offset).reshape(n, 2)
-                store.update(zip(pairs[:, 0].tolist(), pairs[:, 1].tolist()))
+                keys, counts = pairs[:, 0].astype(np.int64), pairs[:, 1].astype(np.int64)
+                lo = int(keys.min())
+                dense = np.zeros(int(keys.max()) - lo + 1, dtype=np.int64)
+                np.add.at(dense, keys - lo, counts)
+                _add_counts(buf, lo, dense)
+                out.count += int(counts.sum())
                 offset += 16 * n
-        out.count = zero + sum(out.positive.values()) + sum(out.negative.values())
         return out
 
 
@@ -218,10 +319,8 @@ def add_to_cells(cells: np.ndarray, positions: np.ndarray, values: np.ndarray) -
                 cells[position] = quantile_cell_sketch(cell)
         else:  # a QuantileSketch: its bin is already known
             cell.count += 1
-            if sign > 0:
-                cell.positive[key] = cell.positive.get(key, 0) + 1
-            elif sign < 0:
-                cell.negative[key] = cell.negative.get(key, 0) + 1
+            if sign:
+                _fill(cell.pos if sign > 0 else cell.neg, (key,))
             else:
                 cell.zero += 1
 
@@ -232,8 +331,7 @@ def quantile_cell_sketch(values: list[float]) -> QuantileSketch:
     One `add` per value (math.log): the memory store's C kernel promotes cells the same way with
     the same libm log, so both leave the same bins (numpy's log may differ in the last bit)."""
     sketch = QuantileSketch()
-    for value in values:
-        sketch.add(value)
+    sketch._add_few(values)
     return sketch
 
 
@@ -254,21 +352,18 @@ def _bins(values: np.ndarray) -> tuple[list[int], list[int]]:
 
 def quantile_sketches(values: np.ndarray, bounds: Sequence[int]) -> list[QuantileSketch]:
     """One sketch per run values[bounds[i]:bounds[i + 1]]: the bins of every value in one numpy
-    pass, then plain dict counts per run (most runs hold a few values, where numpy's per-call
+    pass, then plain int counts per run (most runs hold a few values, where numpy's per-call
     cost would dominate: 4 s -> 0.4 s for 384k points in bench/ignite_backend.py's flushes)."""
     keys, signs = _bins(values)
     out = []
     for a, b in itertools.pairwise(bounds):
         sketch = QuantileSketch()
         sketch.count = b - a
-        positive, negative = sketch.positive, sketch.negative
-        for key, sign in zip(keys[a:b], signs[a:b]):
-            if sign > 0:
-                positive[key] = positive.get(key, 0) + 1
-            elif sign < 0:
-                negative[key] = negative.get(key, 0) + 1
-            else:
-                sketch.zero += 1
+        pos = [key for key, sign in zip(keys[a:b], signs[a:b]) if sign > 0]
+        neg = [key for key, sign in zip(keys[a:b], signs[a:b]) if sign < 0]
+        sketch.zero = b - a - len(pos) - len(neg)
+        _fill(sketch.pos, pos)
+        _fill(sketch.neg, neg)
         out.append(sketch)
     return out
 

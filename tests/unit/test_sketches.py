@@ -3,6 +3,7 @@
 import itertools
 
 import numpy as np
+import pytest
 from ddsketch import DDSketch
 from hypothesis import example, given
 from hypothesis import strategies as st
@@ -188,32 +189,44 @@ def test_add_many_of_few_or_many_values_counts_what_add_counts(xs: list[float]) 
         )
 
 
-bin_dicts = st.lists(
-    st.dictionaries(
-        st.one_of(st.integers(-1_500, 1_500), st.integers(-40_000, 40_000)),
-        st.integers(1, 2**40),
-        max_size=40,
+dense_stores = st.lists(
+    st.one_of(
+        st.just(b""),
+        st.tuples(
+            st.one_of(st.integers(-1_500, 1_500), st.integers(-40_000, 40_000)),
+            st.lists(st.integers(0, 2**40), min_size=1, max_size=60),
+        ).map(lambda low_counts: np.array([low_counts[0], *low_counts[1]], dtype=np.int64).tobytes()),
     ),
     max_size=8,
 )
 
 
-@given(bin_dicts)
-@example([{25_025: 1, -39_999: 1, 25_537: 1}])  # the span reaches the limit inside the grown window's margin
-def test_the_c_merge_of_bins_equals_the_numpy_merge(bins: list[dict[int, int]]) -> None:
-    """merge_counts (C) sums bin counts as merge_counts_numpy does, keys in the same ascending
-    order, or says None (keys spanning more than its window) and merged() uses numpy."""
+@given(dense_stores)
+@example(
+    [np.array([-39_999, 1], dtype=np.int64).tobytes(), np.array([25_537, 0, 3], dtype=np.int64).tobytes()]
+)
+def test_the_c_merge_of_dense_stores_equals_the_numpy_merge(stores: list[bytes]) -> None:
+    """merge_dense (C) sums sketch sides as merge_dense_numpy does: the same low key and the same
+    counts, bin for bin."""
     from rtanalytics.core import sketches
 
     if sketches._speedups is None:
         return
-    summed = sketches._speedups.merge_counts(bins)
-    keys = [k for b in bins for k in b]
-    if keys and max(keys) - min(keys) >= 65_536:
-        assert summed is None
+    sides = [bytearray(store) for store in stores]
+    summed = sketches._speedups.merge_dense(sides)
+    assert summed == sketches.merge_dense_numpy(sides)
+    total = sum(int(np.frombuffer(store, dtype=np.int64)[1:].sum()) for store in stores if store)
+    assert int(np.frombuffer(summed, dtype=np.int64)[1:].sum()) == total if summed else total == 0
+
+
+def test_the_c_merge_refuses_what_is_not_a_dense_store() -> None:
+    from rtanalytics.core import sketches
+
+    if sketches._speedups is None:
         return
-    assert summed is not None
-    assert list(summed.items()) == list(sketches.merge_counts_numpy(bins).items())
+    for bad in ([b"x" * 8], [bytearray(8)], [{1: 2}]):
+        with pytest.raises(TypeError, match="dense store"):
+            sketches._speedups.merge_dense(bad)
 
 
 def test_merged_sketches_are_the_same_with_or_without_the_c_merge() -> None:

@@ -21,7 +21,9 @@
  *     add_to_cells -- None -> [value]; a list -> append, and past small_cell values the list is
  *     replaced by the sketch quantile_cell_sketch(list) makes (made here, with the same libm log);
  *     a sketch_type instance -> count += 1 and its bin (key, sign: +1 positive, -1 negative,
- *     0 zero) += 1. sketch_type must keep count, zero, positive and negative in __slots__.
+ *     0 zero) += 1. sketch_type must keep count, zero, pos and neg in __slots__; pos and neg are
+ *     dense stores (bytearrays of native int64s: [low, n(low), n(low + 1), ...], b"" empty),
+ *     grown here as core/sketches.py's _widen grows them.
  */
 #define _GNU_SOURCE /* sched_getaffinity, CPU_COUNT */
 #define PY_SSIZE_T_CLEAN
@@ -67,10 +69,10 @@ release(Buf *bufs, int n)
 #define PREFETCH_AHEAD 8
 
 
-/* A QuantileSketch's slots (count, zero, positive, negative), read and written in place: the
-   generic attribute protocol was most of the cost of adding a value to a sketch. */
+/* A QuantileSketch's slots (count, zero, pos, neg), read and written in place: the generic
+   attribute protocol was most of the cost of adding a value to a sketch. */
 typedef struct {
-    Py_ssize_t count, zero, positive, negative;
+    Py_ssize_t count, zero, pos, neg;
 } Slots;
 
 static int
@@ -92,7 +94,7 @@ slot(PyObject *obj, Py_ssize_t offset)
     return (PyObject **)((char *)obj + offset);
 }
 
-/* *at += by, for a slot or dict value that holds an int (NULL: unset, reads 0). */
+/* *at += by, for a slot that holds an int (NULL: unset, reads 0). */
 static int
 incr_slot(PyObject **at, long long by)
 {
@@ -109,26 +111,48 @@ incr_slot(PyObject **at, long long by)
     return 0;
 }
 
-/* bins[key] += by, for a sketch's dict of bin counts. */
+/* A sketch side's dense store (see the top of this file) made to hold bins lo..hi, new bins at
+   zero; its counts from `*low` on. Grown by DENSE_PAD bins beyond a new key, as _widen does. */
+#define DENSE_PAD 16
+
 static int
-incr_bin(PyObject *bins, int64_t key, long long by)
+dense_widen(PyObject *buf, int64_t lo, int64_t hi, int64_t **counts, int64_t *low)
 {
-    if (!PyDict_CheckExact(bins)) {
-        PyErr_SetString(PyExc_TypeError, "sketch bins must be a dict");
+    if (!PyByteArray_CheckExact(buf) || PyByteArray_GET_SIZE(buf) % 8 != 0 || PyByteArray_GET_SIZE(buf) == 8) {
+        PyErr_SetString(PyExc_TypeError, "a sketch side must be a bytearray of int64s: low, then counts");
         return -1;
     }
-    PyObject *o_key = PyLong_FromLongLong(key);
-    if (o_key == NULL)
+    Py_ssize_t bins = PyByteArray_GET_SIZE(buf) / 8 - 1;
+    int64_t *d = (int64_t *)PyByteArray_AS_STRING(buf);
+    if (bins > 0 && lo >= d[0] && hi < d[0] + bins) {
+        *counts = d + 1;
+        *low = d[0];
+        return 0;
+    }
+    int64_t new_low, new_high, shift = 0;
+    if (bins <= 0) {
+        new_low = lo - DENSE_PAD;
+        new_high = hi + DENSE_PAD;
+    } else {
+        new_low = lo < d[0] ? lo - DENSE_PAD : d[0];
+        new_high = hi > d[0] + bins - 1 ? hi + DENSE_PAD : d[0] + bins - 1;
+        shift = d[0] - new_low;
+    }
+    Py_ssize_t new_bins = (Py_ssize_t)(new_high - new_low + 1);
+    if (PyByteArray_Resize(buf, (new_bins + 1) * 8) < 0)
         return -1;
-    PyObject *held = PyDict_GetItemWithError(bins, o_key);
-    long long n = 0;
-    if (held != NULL)
-        n = PyLong_AsLongLong(held);
-    PyObject *o_n = PyErr_Occurred() ? NULL : PyLong_FromLongLong(n + by);
-    int bad = o_n == NULL ? -1 : PyDict_SetItem(bins, o_key, o_n);
-    Py_XDECREF(o_n);
-    Py_DECREF(o_key);
-    return bad;
+    d = (int64_t *)PyByteArray_AS_STRING(buf);
+    if (bins > 0) {
+        memmove(d + 1 + shift, d + 1, (size_t)bins * 8);
+        memset(d + 1, 0, (size_t)shift * 8);
+        memset(d + 1 + shift + bins, 0, (size_t)(new_bins - shift - bins) * 8);
+    } else {
+        memset(d + 1, 0, (size_t)new_bins * 8);
+    }
+    d[0] = new_low;
+    *counts = d + 1;
+    *low = new_low;
+    return 0;
 }
 
 /* One more value in a quantile sketch: count += 1, and its bin (or the zero count) += 1. */
@@ -139,12 +163,16 @@ sketch_add(PyObject *sketch, const Slots *at, int64_t key, int64_t sign)
         return -1;
     if (sign == 0)
         return incr_slot(slot(sketch, at->zero), 1);
-    PyObject *bins = *slot(sketch, sign > 0 ? at->positive : at->negative);
-    if (bins == NULL) {
+    PyObject *side = *slot(sketch, sign > 0 ? at->pos : at->neg);
+    int64_t *counts, low;
+    if (side == NULL) {
         PyErr_SetString(PyExc_AttributeError, "sketch bins are unset");
         return -1;
     }
-    return incr_bin(bins, key, 1);
+    if (dense_widen(side, key, key, &counts, &low) < 0)
+        return -1;
+    counts[key - low] += 1;
+    return 0;
 }
 
 typedef struct {
@@ -161,6 +189,8 @@ typedef struct {
 static PyObject *
 promote(PyObject *list, const Bins *bins)
 {
+    Py_ssize_t n = PyList_GET_SIZE(list);
+    int64_t *keys[2] = {NULL, NULL};
     PyObject *sketch = PyObject_CallNoArgs(bins->sketch_type);
     if (sketch == NULL)
         return NULL;
@@ -168,7 +198,14 @@ promote(PyObject *list, const Bins *bins)
         PyErr_SetString(PyExc_TypeError, "the sketch type made another type");
         goto fail;
     }
-    Py_ssize_t n = PyList_GET_SIZE(list);
+    keys[0] = PyMem_Malloc((size_t)(n + 1) * 8);
+    keys[1] = PyMem_Malloc((size_t)(n + 1) * 8);
+    if (keys[0] == NULL || keys[1] == NULL) {
+        PyErr_NoMemory();
+        goto fail;
+    }
+    Py_ssize_t held[2] = {0, 0};
+    int64_t lo[2] = {INT64_MAX, INT64_MAX}, hi[2] = {INT64_MIN, INT64_MIN};
     long long zero = 0;
     for (Py_ssize_t k = 0; k < n; k++) {
         double v = PyFloat_AsDouble(PyList_GET_ITEM(list, k));
@@ -179,14 +216,32 @@ promote(PyObject *list, const Bins *bins)
             zero++;
             continue;
         }
-        PyObject *side = *slot(sketch, v > 0 ? bins->at.positive : bins->at.negative);
-        if (side == NULL || incr_bin(side, (int64_t)ceil(log(absolute) / bins->log_gamma), 1) < 0)
+        int s = v > 0 ? 0 : 1;
+        int64_t key = (int64_t)ceil(log(absolute) / bins->log_gamma);
+        keys[s][held[s]++] = key;
+        if (key < lo[s])
+            lo[s] = key;
+        if (key > hi[s])
+            hi[s] = key;
+    }
+    for (int s = 0; s < 2; s++) {
+        if (!held[s])
+            continue;
+        PyObject *side = *slot(sketch, s == 0 ? bins->at.pos : bins->at.neg);
+        int64_t *counts, low;
+        if (side == NULL || dense_widen(side, lo[s], hi[s], &counts, &low) < 0)
             goto fail;
+        for (Py_ssize_t k = 0; k < held[s]; k++)
+            counts[keys[s][k] - low] += 1;
     }
     if (incr_slot(slot(sketch, bins->at.count), n) < 0 || incr_slot(slot(sketch, bins->at.zero), zero) < 0)
         goto fail;
+    PyMem_Free(keys[0]);
+    PyMem_Free(keys[1]);
     return sketch;
 fail:
+    PyMem_Free(keys[0]);
+    PyMem_Free(keys[1]);
     Py_DECREF(sketch);
     return NULL;
 }
@@ -346,8 +401,7 @@ fold(PyObject *self, PyObject *args)
             goto done;
         PyTypeObject *type = (PyTypeObject *)bins.sketch_type;
         if (slot_offset(type, "count", &bins.at.count) < 0 || slot_offset(type, "zero", &bins.at.zero) < 0 ||
-            slot_offset(type, "positive", &bins.at.positive) < 0 ||
-            slot_offset(type, "negative", &bins.at.negative) < 0)
+            slot_offset(type, "pos", &bins.at.pos) < 0 || slot_offset(type, "neg", &bins.at.neg) < 0)
             goto done;
         if (get_buf(o_keys, &in[5], 8, "keys") < 0 || get_buf(o_signs, &in[6], 8, "signs") < 0)
             goto done;
@@ -412,42 +466,62 @@ fold(PyObject *self, PyObject *args)
             release(b, 4);
             goto done;
         }
+        /* The rings are far larger than the CPU caches and points land at random rows: each
+           point's bucket (and cell) is asked for PREFETCH_AHEAD points early, so the misses
+           overlap; its guessed place (row * columns + column, -1: none) is worked out once. */
+        Py_ssize_t *guess = PyMem_Malloc((size_t)(n > 0 ? n : 1) * sizeof(Py_ssize_t));
+        if (guess == NULL) {
+            PyErr_NoMemory();
+            release(b, 4);
+            goto done;
+        }
+        for (Py_ssize_t j = 0; j < n; j++)
+            guess[j] = rows[j] >= 0 && rows[j] < capacity ? rows[j] * columns + column_of(ts[j], res, columns) : -1;
         for (Py_ssize_t i = 0; i < n; i++) {
-            if (i + PREFETCH_AHEAD < n) {
-                /* The rings are far larger than the CPU caches and points land at random rows:
-                   ask for a later point's bucket now, so the misses overlap. */
-                Py_ssize_t j = i + PREFETCH_AHEAD;
-                int64_t ahead = column_of(ts[j], res, columns);
-                if (rows[j] >= 0 && rows[j] < capacity) {
-                    __builtin_prefetch(data + (rows[j] * columns + ahead) * width, 1);
-                    if (sketches)
-                        __builtin_prefetch(sketches + rows[j] * columns + ahead, 0);
-                }
+            Py_ssize_t j = i + PREFETCH_AHEAD;
+            if (j < n && guess[j] >= 0) {
+                __builtin_prefetch(data + guess[j] * width, 1);
+                if (sketches)
+                    __builtin_prefetch(sketches + guess[j], 0);
             }
-            if (sketches && i + PREFETCH_AHEAD / 2 < n) {
-                /* Half as far ahead, the slot asked for above has arrived: ask for the cell
-                   object it points to (the list or sketch cell_add will write). */
-                Py_ssize_t j = i + PREFETCH_AHEAD / 2;
-                if (rows[j] >= 0 && rows[j] < capacity) {
-                    int64_t ahead = column_of(ts[j], res, columns);
-                    PyObject *o = sketches[rows[j] * columns + ahead];
-                    if (o != NULL && o != Py_None)
-                        __builtin_prefetch(o, 1);
-                }
+            /* A cell is a chain of objects, each found in the one before: ask for the next link
+               of a point's chain at each step nearer (cell, then a list's next item slot or the
+               sketch side's bytearray and count, then that side's low key, then its bin). */
+            j = i + 6;
+            if (sketches && j < n && guess[j] >= 0) {
+                PyObject *o = sketches[guess[j]];
+                if (o != NULL && o != Py_None)
+                    __builtin_prefetch(o, 1);
             }
-            if (sketches && bins.keys && i + PREFETCH_AHEAD / 4 < n) {
-                /* Nearer still, the cell object has arrived: ask for what cell_add writes in
-                   it, a list's next item slot or the sketch's bins dict of the value's sign. */
-                Py_ssize_t j = i + PREFETCH_AHEAD / 4;
-                if (rows[j] >= 0 && rows[j] < capacity) {
-                    int64_t ahead = column_of(ts[j], res, columns);
-                    PyObject *o = sketches[rows[j] * columns + ahead];
-                    if (o != NULL && o != Py_None) {
-                        if (PyList_CheckExact(o))
-                            __builtin_prefetch(((PyListObject *)o)->ob_item + PyList_GET_SIZE(o), 1);
-                        else if (Py_TYPE(o) == (PyTypeObject *)bins.sketch_type && bins.signs[j] != 0)
-                            __builtin_prefetch(*slot(o, bins.signs[j] > 0 ? bins.at.positive : bins.at.negative), 0);
-                    }
+            for (int step = 4; sketches && bins.keys && step >= 1; step = step == 4 ? 2 : step - 1) {
+                j = i + step;
+                if (j >= n || guess[j] < 0)
+                    continue;
+                PyObject *o = sketches[guess[j]];
+                if (o == NULL || o == Py_None)
+                    continue;
+                if (PyList_CheckExact(o)) {
+                    if (step == 4)
+                        __builtin_prefetch(((PyListObject *)o)->ob_item + PyList_GET_SIZE(o), 1);
+                    continue;
+                }
+                if (Py_TYPE(o) != (PyTypeObject *)bins.sketch_type || bins.signs[j] == 0)
+                    continue;
+                PyObject *side = *slot(o, bins.signs[j] > 0 ? bins.at.pos : bins.at.neg);
+                if (step == 4) {
+                    __builtin_prefetch(side, 0);
+                    __builtin_prefetch(*slot(o, bins.at.count), 1);
+                    continue;
+                }
+                if (side == NULL || !PyByteArray_CheckExact(side) || PyByteArray_GET_SIZE(side) < 16)
+                    continue;
+                const int64_t *d = (const int64_t *)PyByteArray_AS_STRING(side);
+                if (step == 2) {
+                    __builtin_prefetch(d, 0);
+                } else {
+                    int64_t k = bins.keys[j] - d[0];
+                    if (k >= 0 && k < PyByteArray_GET_SIZE(side) / 8 - 1)
+                        __builtin_prefetch(d + 1 + k, 1);
                 }
             }
             if (cells)
@@ -475,10 +549,12 @@ fold(PyObject *self, PyObject *args)
             if (cells)
                 cells[i] = cell;
             if (sketches && bins.keys && cell_add(&sketches[cell], v, i, &bins) < 0) {
+                PyMem_Free(guess);
                 release(b, 4);
                 goto done;
             }
         }
+        PyMem_Free(guess);
         release(b, 4);
     }
     result = Py_NewRef(Py_None);
