@@ -307,9 +307,10 @@ Cell = Union[None, list[float], set[str], "QuantileSketch", "DistinctSketch"]
 
 
 def add_to_cells(cells: np.ndarray, positions: np.ndarray, values: np.ndarray) -> None:
-    """Add each value to the quantile cell at `cells[position]` (an object array)."""
-    keys, signs = _bins(values)
-    for position, value, key, sign in zip(positions.tolist(), values.tolist(), keys, signs):
+    """Add each value to the quantile cell at `cells[position]` (an object array). A sketch
+    counts the value's bin by math.log (`add`), as the memory store's C kernel does with libm's
+    log: numpy's log may differ in the last bit, and both must count the same bins."""
+    for position, value in zip(positions.tolist(), values.tolist()):
         cell = cells[position]
         if cell is None:
             cells[position] = [value]
@@ -317,12 +318,8 @@ def add_to_cells(cells: np.ndarray, positions: np.ndarray, values: np.ndarray) -
             cell.append(value)
             if len(cell) > SMALL_CELL:
                 cells[position] = quantile_cell_sketch(cell)
-        else:  # a QuantileSketch: its bin is already known
-            cell.count += 1
-            if sign:
-                _fill(cell.pos if sign > 0 else cell.neg, (key,))
-            else:
-                cell.zero += 1
+        else:
+            cell.add(value)
 
 
 def quantile_cell_sketch(values: list[float]) -> QuantileSketch:

@@ -31,7 +31,10 @@ point = st.tuples(
     st.one_of(  # seconds from NOW: old, current, future; and some the same, so that `last` ties
         st.floats(min_value=-700, max_value=600), st.sampled_from([-3.0, -1.0, 0.0])
     ),
-    st.integers(min_value=-5, max_value=5).map(float),
+    st.one_of(  # few distinct values (cells fill up and become sketches), and any value
+        st.integers(min_value=-5, max_value=5).map(float),
+        st.floats(min_value=-1e6, max_value=1e6, allow_nan=False),
+    ),
 )
 
 

@@ -16,12 +16,12 @@
  *     None here) or None.
  *   last_write: float64[capacity] or None (max of ts per row); totals: float64[capacity, 2] or
  *     None (count and sum per row, every point of the batch).
- *   bins: None, or (keys int64[n], signs int64[n], small_cell, sketch_type, log_gamma,
- *     min_indexable): add each value to its quantile cell in `sketches` like core/sketches.py's
- *     add_to_cells -- None -> [value]; a list -> append, and past small_cell values the list is
- *     replaced by the sketch quantile_cell_sketch(list) makes (made here, with the same libm log);
- *     a sketch_type instance -> count += 1 and its bin (key, sign: +1 positive, -1 negative,
- *     0 zero) += 1. sketch_type must keep count, zero, pos and neg in __slots__; pos and neg are
+ *   bins: None, or (small_cell, sketch_type, log_gamma, min_indexable): add each value to its
+ *     quantile cell in `sketches` like core/sketches.py's add_to_cells -- None -> [value]; a
+ *     list -> append, and past small_cell values the list is replaced by the sketch
+ *     quantile_cell_sketch(list) makes (made here); a sketch_type instance -> count += 1 and the
+ *     value's bin += 1 (or its zero count). Bins are ceil(log(|v|) / log_gamma) with libm's log,
+ *     as math.log; |v| <= min_indexable counts as zero. sketch_type must keep count, zero, pos and neg in __slots__; pos and neg are
  *     dense stores (bytearrays of native int64s: [low, n(low), n(low + 1), ...], b"" empty),
  *     grown here as core/sketches.py's _widen grows them.
  */
@@ -380,11 +380,12 @@ fold(PyObject *self, PyObject *args)
     PyObject *o_rows, *o_ts, *o_values, *tiers, *o_last = Py_None, *o_totals = Py_None, *o_bins = Py_None;
     if (!PyArg_ParseTuple(args, "OOOO|OOO", &o_rows, &o_ts, &o_values, &tiers, &o_last, &o_totals, &o_bins))
         return NULL;
-    /* in: rows, ts, values, last_write, totals, keys, signs */
-    Buf in[7];
+    /* in: rows, ts, values, last_write, totals */
+    Buf in[5];
     memset(in, 0, sizeof in);
     PyObject *result = NULL, *seq = NULL;
     Bins bins = {0};
+    int64_t *key_buf = NULL;
     if (get_buf(o_rows, &in[0], 8, "rows") < 0 || get_buf(o_ts, &in[1], 8, "ts") < 0 ||
         get_buf(o_values, &in[2], 8, "values") < 0 || get_buf(o_last, &in[3], 8, "last_write") < 0 ||
         get_buf(o_totals, &in[4], 8, "totals") < 0)
@@ -395,22 +396,29 @@ fold(PyObject *self, PyObject *args)
         goto done;
     }
     if (o_bins != Py_None) {
-        PyObject *o_keys, *o_signs;
-        if (!PyArg_ParseTuple(o_bins, "OOnO!dd", &o_keys, &o_signs, &bins.small_cell, &PyType_Type,
-                              &bins.sketch_type, &bins.log_gamma, &bins.min_indexable))
+        if (!PyArg_ParseTuple(o_bins, "nO!dd", &bins.small_cell, &PyType_Type, &bins.sketch_type, &bins.log_gamma,
+                              &bins.min_indexable))
             goto done;
         PyTypeObject *type = (PyTypeObject *)bins.sketch_type;
         if (slot_offset(type, "count", &bins.at.count) < 0 || slot_offset(type, "zero", &bins.at.zero) < 0 ||
             slot_offset(type, "pos", &bins.at.pos) < 0 || slot_offset(type, "neg", &bins.at.neg) < 0)
             goto done;
-        if (get_buf(o_keys, &in[5], 8, "keys") < 0 || get_buf(o_signs, &in[6], 8, "signs") < 0)
-            goto done;
-        if (in[5].view.len / 8 != n || in[6].view.len / 8 != n) {
-            PyErr_SetString(PyExc_ValueError, "bins: keys and signs of every point, and a sketch type");
+        /* Each value's bin, with libm's log as math.log (core/sketches.py's add_to_cells and
+           quantile_cell_sketch count the same bins). */
+        key_buf = PyMem_Malloc((size_t)(2 * (n > 0 ? n : 1)) * sizeof(int64_t));
+        if (key_buf == NULL) {
+            PyErr_NoMemory();
             goto done;
         }
-        bins.keys = in[5].view.buf;
-        bins.signs = in[6].view.buf;
+        const double *vals = in[2].view.buf;
+        for (Py_ssize_t i = 0; i < n; i++) {
+            double absolute = fabs(vals[i]);
+            int indexable = absolute > bins.min_indexable;
+            key_buf[i] = indexable ? (int64_t)ceil(log(absolute) / bins.log_gamma) : 0;
+            key_buf[n + i] = indexable ? (vals[i] > 0 ? 1 : -1) : 0;
+        }
+        bins.keys = key_buf;
+        bins.signs = key_buf + n;
     }
     const int64_t *rows = in[0].view.buf;
     const double *ts = in[1].view.buf, *values = in[2].view.buf;
@@ -559,8 +567,9 @@ fold(PyObject *self, PyObject *args)
     }
     result = Py_NewRef(Py_None);
 done:
+    PyMem_Free(key_buf);
     Py_XDECREF(seq);
-    release(in, 7);
+    release(in, 5);
     return result;
 }
 

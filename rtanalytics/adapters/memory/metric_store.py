@@ -24,7 +24,6 @@ from rtanalytics.core.sketches import (
     DistinctSketch,
     QuantileSketch,
     add_identities_to_cells,
-    bin_keys,
     quantile_cell_sketch,
 )
 from rtanalytics.core.states import Partials
@@ -823,8 +822,7 @@ def _fold_native(
     cells = [np.empty(len(rows), dtype=np.int64) if ids is not None else None for _ in rings]
     bins = None
     if ids is None and table.rings[0].sketches is not None:
-        keys, signs = bin_keys(numeric)
-        bins = (keys, signs, SMALL_CELL, QuantileSketch, LOG_GAMMA, MIN_INDEXABLE)
+        bins = (SMALL_CELL, QuantileSketch, LOG_GAMMA, MIN_INDEXABLE)
     _kernel.fold(*_fold_part(table, rows, ts, numeric, now, cells), bins)
     if ids is not None:
         for ring, cell in zip(rings, cells):
