@@ -238,6 +238,10 @@ promote(PyObject *list, const Bins *bins)
         goto fail;
     PyMem_Free(keys[0]);
     PyMem_Free(keys[1]);
+    /* As for the lists above: a sketch holds ints and bytearrays (its __slots__), so it cannot
+       be part of a reference cycle, and a full collection need not walk every sketch cell of
+       every ring (two per series a minute and an hour: millions for a large tenant). */
+    PyObject_GC_UnTrack(sketch);
     return sketch;
 fail:
     PyMem_Free(keys[0]);
