@@ -387,6 +387,62 @@ def test_a_mixed_batch_folds_on_both_threads_at_once() -> None:
     assert seen[0][-3:] == [3 * sum(float(i) for i in range(j, 90, 3)) for j in range(3)]
 
 
+def test_writes_queue_their_folds_and_a_read_waits_for_them_all() -> None:
+    """A write does not wait for the folds queued before it: with the worker made slow (200 ms a
+    fold), five writes in a row leave several folds pending, where a write that waited would
+    leave one. A read then waits for all of them and sees every point."""
+    store = MemoryMetricStore(TIERS, native=True)
+
+    async def run() -> tuple[int, np.ndarray]:
+        await store.claim("t", [MetricInfo("m", MetricType.SUM)])
+        await store.write("t", sum_batch(4, 12), NOW, 1_000)  # the series' rows, before the delay
+        store.settle()
+        metric_store._kernel.fold_test_delay(200_000)
+        try:
+            for _ in range(5):
+                await store.write("t", sum_batch(4, 12), NOW, 1_000)
+            pending = metric_store._kernel.fold_pending()
+            return pending, await store.totals("t", "m", np.arange(4))
+        finally:
+            metric_store._kernel.fold_test_delay(0)
+
+    pending, totals = asyncio.run(run())
+    assert pending >= 3
+    assert metric_store._kernel.fold_pending() == 0
+    assert totals[:, 0].tolist() == [18.0] * 4 and totals[:, 1].tolist() == [18.0] * 4
+
+
+def test_more_writes_than_the_queue_holds_and_new_rows_on_the_way() -> None:
+    """With the worker slowed (1 ms a fold), 100 writes in a row, past the queue's 64: a full
+    queue makes a write wait for the oldest fold. From the 30th on, each write also adds two
+    series, which wait for every queued fold: the table grows past 64 and 128 rows, and its
+    small arrays move. Every point is there at the end, as on the numpy path."""
+    stores = [MemoryMetricStore(TIERS, native=True), MemoryMetricStore(TIERS, native=False)]
+
+    async def run(store: MemoryMetricStore) -> np.ndarray:
+        await store.claim("t", [MetricInfo("m", MetricType.SUM)])
+        for round_ in range(100):
+            series = 4 + 2 * max(0, round_ - 29)
+            await store.write("t", sum_batch(series, 150, value=float(round_)), NOW, 10_000)
+        return await store.totals("t", "m", np.arange(4 + 2 * 70))
+
+    metric_store._kernel.fold_test_delay(1_000)
+    try:
+        native, reference = (asyncio.run(run(store)) for store in stores)
+    finally:
+        metric_store._kernel.fold_test_delay(0)
+    assert np.array_equal(native, reference)
+    assert native[:, 0].sum() == 100 * 150
+
+
+def sum_batch(series: int, points: int, value: float = 1.0) -> PointBatch:
+    """`points` points of the sum metric m over series k=0..series-1, two seconds back."""
+    batch = PointBatch()
+    for i in range(points):
+        batch.add(i, "m", MetricType.SUM, (("k", str(i % series)),), NOW - 2, value)
+    return batch
+
+
 SPIN_CHECK = """
 import asyncio, os, sys
 import numpy as np

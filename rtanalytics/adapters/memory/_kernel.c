@@ -583,17 +583,23 @@ done:
  *   fold() of each part, for tables without quantile cells (every tier's cells and sketches
  *   None), done by a worker thread that holds no GIL: the caller goes on (the response, the next
  *   request's parse) while the rings are written. This machine's second core sat ~80 % idle
- *   under HTTP ingest, and the fold, bound on memory, was ~20 % of the service's core. One fold
- *   runs at a time: fold_start first waits for the one before. The arrays are held (buffer views)
- *   until fold_wait.
+ *   under HTTP ingest, and the fold, bound on memory, was ~20 % of the service's core. Folds
+ *   wait in a queue of QUEUE and are done one at a time, in the order started: fold_start waits
+ *   only when the queue is full. A fold's arrays are held (buffer views) until it is done and a
+ *   later fold_start or fold_wait releases them. The queue is there for the worker's stalls: on
+ *   this VM its fold of a batch now and then took 4-100 ms in place of ~0.3 (the host did not
+ *   run its vCPU), and the next batch's write, which waited for it, waited that long.
  * fold_wait() -> None
- *   Returns once the last fold started is done, and releases its arrays. The store calls it
- *   before any other use of its tables, so a read never sees a fold half done.
+ *   Returns once every fold started is done, and releases their arrays. The store calls it
+ *   before any use of its tables other than a write that only adds points to rows it holds, so
+ *   a read never sees a fold half done; a write that needs new rows waits too.
  * With two CPUs or more to run on, the worker spins for the next fold a little while after
  * each (WORKER_SPIN_US), and fold_wait for the fold to end (WAITER_SPIN_US), before either
  * sleeps on its condition variable; see spin_for. Correctness rests on the condition
  * variables alone: a spin only saves a wake-up. fold_allow_spin(False) turns spinning off
  * (for good, or until fold_allow_spin(True)); fold_spins() -> bool says whether it is on.
+ * fold_pending() -> int
+ *   How many folds started are not done yet (tests).
  * fold_test_delay(microseconds) -> None
  *   Tests only: the worker sleeps that long before each fold, so that a read that did not wait
  *   reads the rings before the fold.
@@ -619,20 +625,31 @@ typedef struct {
     int ntiers;
 } PartSpec;
 
-enum { JOB_NONE, JOB_RUNNING, JOB_DONE };
-
-static struct {
-    pthread_mutex_t lock;
-    pthread_cond_t wake, done;
-    int state, started;
+typedef struct {
     PartSpec parts[MAX_PARTS];
     int nparts;
     Buf bufs[MAX_PARTS * (5 + 2 * MAX_TIERS)];
     int nbufs;
+} Job;
+
+#ifndef QUEUE
+#define QUEUE 64 /* folds started and not yet done: ~60 ms of 1,000-point batches */
+#endif
+
+/* Jobs posted, finished by the worker, and released (their arrays let go, with the GIL) are
+   counted up for good; job k lives in jobs[k % QUEUE]. released <= finished <= posted, and
+   posted - released <= QUEUE. posted and finished change under the lock and are read with
+   atomic loads where the lock is not held (a spin). */
+static struct {
+    pthread_mutex_t lock;
+    pthread_cond_t wake, done;
+    long posted, finished, released;
+    int started;
     long delay_us;
     int spin;         /* spin before sleeping: spin_allowed and can_spin(), when the worker starts */
     int spin_allowed; /* fold_allow_spin() */
-} job = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, PTHREAD_COND_INITIALIZER, JOB_NONE, 0,
+    Job jobs[QUEUE];
+} job = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 0, 0,
          .spin_allowed = 1};
 
 /* fold()'s loop for one tier without quantile cells; no Python here. */
@@ -687,14 +704,15 @@ now_us(void)
     return at.tv_sec * 1e6 + at.tv_nsec / 1e3;
 }
 
-/* Spin until job.state is (want) or is not (!want) `state`, or `us` microseconds pass;
-   whether it got there. */
+/* Spin until job.finished reaches `finished` (want_done) or job.posted passes `posted` (a new
+   job for the worker), or `us` microseconds pass; whether it got there. */
 static int
-spin_for(int state, int want, double us)
+spin_for(long until_finished, int want_done, double us)
 {
     double until = now_us() + us;
     for (int k = 0;; k++) {
-        if ((__atomic_load_n(&job.state, __ATOMIC_ACQUIRE) == state) == want)
+        if (want_done ? __atomic_load_n(&job.finished, __ATOMIC_ACQUIRE) >= until_finished
+                      : __atomic_load_n(&job.posted, __ATOMIC_ACQUIRE) > until_finished)
             return 1;
         cpu_relax();
         if ((k & 63) == 63 && now_us() > until)
@@ -709,30 +727,37 @@ can_spin(void)
     return sched_getaffinity(0, sizeof cpus, &cpus) == 0 && CPU_COUNT(&cpus) > 1;
 }
 
+static void
+run_job(const Job *j)
+{
+    for (int p = 0; p < j->nparts; p++) {
+        const PartSpec *part = &j->parts[p];
+        if (part->last_write || part->totals)
+            fold_totals(part->rows, part->ts, part->values, part->n, part->last_write, part->totals,
+                        part->rows_held);
+        for (int t = 0; t < part->ntiers; t++)
+            fold_tier_numeric(&part->tiers[t], part->rows, part->ts, part->values, part->n);
+    }
+}
+
 static void *
 fold_worker(void *unused)
 {
     for (;;) {
+        long next = __atomic_load_n(&job.finished, __ATOMIC_RELAXED); /* only this thread changes it */
         if (__atomic_load_n(&job.spin, __ATOMIC_RELAXED))
-            spin_for(JOB_RUNNING, 1, WORKER_SPIN_US);
+            spin_for(next, 0, WORKER_SPIN_US);
         pthread_mutex_lock(&job.lock);
-        while (job.state != JOB_RUNNING)
+        while (job.posted == next)
             pthread_cond_wait(&job.wake, &job.lock);
         pthread_mutex_unlock(&job.lock);
         if (job.delay_us > 0) {
             struct timespec pause = {job.delay_us / 1000000, (job.delay_us % 1000000) * 1000};
             nanosleep(&pause, NULL);
         }
-        for (int p = 0; p < job.nparts; p++) {
-            const PartSpec *part = &job.parts[p];
-            if (part->last_write || part->totals)
-                fold_totals(part->rows, part->ts, part->values, part->n, part->last_write, part->totals,
-                            part->rows_held);
-            for (int t = 0; t < part->ntiers; t++)
-                fold_tier_numeric(&part->tiers[t], part->rows, part->ts, part->values, part->n);
-        }
+        run_job(&job.jobs[next % QUEUE]);
         pthread_mutex_lock(&job.lock);
-        __atomic_store_n(&job.state, JOB_DONE, __ATOMIC_RELEASE);
+        __atomic_store_n(&job.finished, next + 1, __ATOMIC_RELEASE);
         pthread_cond_broadcast(&job.done);
         pthread_mutex_unlock(&job.lock);
     }
@@ -747,35 +772,47 @@ fold_after_fork(void)
     pthread_cond_init(&job.wake, NULL);
     pthread_cond_init(&job.done, NULL);
     job.started = 0;
-    __atomic_store_n(&job.state, JOB_NONE, __ATOMIC_RELEASE);
-    job.nbufs = 0;
+    job.posted = job.finished = job.released = 0;
+    for (int k = 0; k < QUEUE; k++)
+        job.jobs[k].nbufs = 0;
 }
 
-/* Wait for the fold in flight (without the GIL) and release its arrays (with it). */
+/* Release the arrays of the jobs the worker has finished (with the GIL). */
 static void
-wait_job(void)
+release_finished(void)
 {
-    pthread_mutex_lock(&job.lock);
-    int running = job.state == JOB_RUNNING;
-    pthread_mutex_unlock(&job.lock);
-    if (running) { /* the lock is let go before the GIL is taken back: never one held awaiting the other */
+    long finished = __atomic_load_n(&job.finished, __ATOMIC_ACQUIRE);
+    for (; job.released < finished; job.released++) {
+        Job *j = &job.jobs[job.released % QUEUE];
+        release(j->bufs, j->nbufs);
+        j->nbufs = 0;
+    }
+}
+
+/* Wait (without the GIL) until the worker has finished job `upto` - 1 and every one before,
+   then release their arrays (with it). */
+static void
+wait_until(long upto)
+{
+    if (__atomic_load_n(&job.finished, __ATOMIC_ACQUIRE) < upto) {
+        /* the lock is let go before the GIL is taken back: never one held awaiting the other */
         Py_BEGIN_ALLOW_THREADS
         if (__atomic_load_n(&job.spin, __ATOMIC_RELAXED))
-            spin_for(JOB_RUNNING, 0, WAITER_SPIN_US);
+            spin_for(upto, 1, WAITER_SPIN_US);
         pthread_mutex_lock(&job.lock);
-        while (job.state == JOB_RUNNING)
+        while (job.finished < upto)
             pthread_cond_wait(&job.done, &job.lock);
         pthread_mutex_unlock(&job.lock);
         Py_END_ALLOW_THREADS
     }
-    pthread_mutex_lock(&job.lock);
-    int finished = job.state == JOB_DONE;
-    __atomic_store_n(&job.state, JOB_NONE, __ATOMIC_RELEASE);
-    pthread_mutex_unlock(&job.lock);
-    if (finished) {
-        release(job.bufs, job.nbufs);
-        job.nbufs = 0;
-    }
+    release_finished();
+}
+
+/* Wait for every fold started, and release their arrays. */
+static void
+wait_job(void)
+{
+    wait_until(__atomic_load_n(&job.posted, __ATOMIC_ACQUIRE));
 }
 
 static PyObject *
@@ -783,6 +820,13 @@ fold_wait(PyObject *self, PyObject *unused)
 {
     wait_job();
     Py_RETURN_NONE;
+}
+
+static PyObject *
+fold_pending(PyObject *self, PyObject *unused)
+{
+    return PyLong_FromLong(__atomic_load_n(&job.posted, __ATOMIC_ACQUIRE) -
+                           __atomic_load_n(&job.finished, __ATOMIC_ACQUIRE));
 }
 
 static PyObject *
@@ -814,18 +858,18 @@ fold_test_delay(PyObject *self, PyObject *arg)
     Py_RETURN_NONE;
 }
 
-/* The next buffer slot of the job, filled from obj (None: left unheld). */
+/* The next buffer slot of a job, filled from obj (None: left unheld). */
 static int
-job_buf(PyObject *obj, Py_ssize_t itemsize, const char *what, Buf **out)
+job_buf(Job *j, PyObject *obj, Py_ssize_t itemsize, const char *what, Buf **out)
 {
-    Buf *b = &job.bufs[job.nbufs];
+    Buf *b = &j->bufs[j->nbufs];
     if (get_buf(obj, b, itemsize, what) < 0) {
         if (b->held)
             PyBuffer_Release(&b->view);
         b->held = 0;
         return -1;
     }
-    job.nbufs++;
+    j->nbufs++;
     *out = b;
     return 0;
 }
@@ -833,7 +877,12 @@ job_buf(PyObject *obj, Py_ssize_t itemsize, const char *what, Buf **out)
 static PyObject *
 fold_start(PyObject *self, PyObject *o_parts)
 {
-    wait_job();
+    /* Room in the queue: the oldest job done if it is full (the worker then has ~QUEUE folds
+       to do); the arrays of every job done are let go. */
+    wait_until(job.posted - QUEUE + 1);
+    Job *j = &job.jobs[job.posted % QUEUE]; /* posted changes only here, with the GIL */
+    j->nparts = 0;
+    j->nbufs = 0;
     PyObject *parts = PySequence_Fast(o_parts, "parts must be a sequence");
     if (parts == NULL)
         return NULL;
@@ -842,17 +891,16 @@ fold_start(PyObject *self, PyObject *o_parts)
         PyErr_SetString(PyExc_ValueError, "fold_start: too many parts");
         goto fail;
     }
-    job.nparts = 0;
     for (Py_ssize_t p = 0; p < nparts; p++) {
         PyObject *o_rows, *o_ts, *o_values, *tiers, *o_last, *o_totals;
         if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(parts, p), "OOOOOO", &o_rows, &o_ts, &o_values, &tiers,
                               &o_last, &o_totals))
             goto fail;
-        PartSpec *part = &job.parts[job.nparts++];
+        PartSpec *part = &j->parts[j->nparts++];
         Buf *rows, *ts, *values, *last, *totals;
-        if (job_buf(o_rows, 8, "rows", &rows) < 0 || job_buf(o_ts, 8, "ts", &ts) < 0 ||
-            job_buf(o_values, 8, "values", &values) < 0 || job_buf(o_last, 8, "last_write", &last) < 0 ||
-            job_buf(o_totals, 8, "totals", &totals) < 0)
+        if (job_buf(j, o_rows, 8, "rows", &rows) < 0 || job_buf(j, o_ts, 8, "ts", &ts) < 0 ||
+            job_buf(j, o_values, 8, "values", &values) < 0 || job_buf(j, o_last, 8, "last_write", &last) < 0 ||
+            job_buf(j, o_totals, 8, "totals", &totals) < 0)
             goto fail;
         if (!rows->held || !ts->held || !values->held) {
             PyErr_SetString(PyExc_ValueError, "fold_start: rows, ts and values are arrays");
@@ -889,7 +937,7 @@ fold_start(PyObject *self, PyObject *o_parts)
             if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(seq, t), "LLOO(iiiiii)O|O", &tier->res, &tier->oldest,
                                   &o_starts, &o_data, &tier->off[0], &tier->off[1], &tier->off[2], &tier->off[3],
                                   &tier->off[4], &tier->off[5], &o_cells, &o_sketches) ||
-                job_buf(o_starts, 8, "starts", &starts) < 0 || job_buf(o_data, 8, "data", &data) < 0) {
+                job_buf(j, o_starts, 8, "starts", &starts) < 0 || job_buf(j, o_data, 8, "data", &data) < 0) {
                 Py_DECREF(seq);
                 goto fail;
             }
@@ -922,26 +970,20 @@ fold_start(PyObject *self, PyObject *o_parts)
         pthread_attr_destroy(&attr);
     }
     if (job.started) {
-        __atomic_store_n(&job.state, JOB_RUNNING, __ATOMIC_RELEASE);
+        __atomic_store_n(&job.posted, job.posted + 1, __ATOMIC_RELEASE);
         pthread_cond_signal(&job.wake);
         pthread_mutex_unlock(&job.lock);
-    } else { /* no thread to be had: fold here */
+    } else { /* no thread to be had: fold here (the queue is empty: nothing was ever posted) */
         pthread_mutex_unlock(&job.lock);
-        for (int p = 0; p < job.nparts; p++) {
-            const PartSpec *part = &job.parts[p];
-            fold_totals(part->rows, part->ts, part->values, part->n, part->last_write, part->totals,
-                        part->rows_held);
-            for (int t = 0; t < part->ntiers; t++)
-                fold_tier_numeric(&part->tiers[t], part->rows, part->ts, part->values, part->n);
-        }
-        release(job.bufs, job.nbufs);
-        job.nbufs = 0;
+        run_job(j);
+        release(j->bufs, j->nbufs);
+        j->nbufs = 0;
     }
     Py_RETURN_NONE;
 fail:
     Py_DECREF(parts);
-    release(job.bufs, job.nbufs);
-    job.nbufs = 0;
+    release(j->bufs, j->nbufs);
+    j->nbufs = 0;
     return NULL;
 }
 
@@ -1284,6 +1326,7 @@ static PyMethodDef methods[] = {
     {"fold_start", fold_start, METH_O, "fold() of tables without quantile cells, on the worker thread."},
     {"fold_wait", fold_wait, METH_NOARGS, "Wait for the fold started last, and release its arrays."},
     {"fold_test_delay", fold_test_delay, METH_O, "Tests only: the worker sleeps this long before a fold."},
+    {"fold_pending", fold_pending, METH_NOARGS, "How many folds started are not done yet."},
     {"fold_spins", fold_spins, METH_NOARGS, "Whether the worker (started) and fold_wait spin before sleeping."},
     {"fold_allow_spin", fold_allow_spin, METH_O, "Whether the worker and fold_wait may spin (with 2+ CPUs)."},
     {"window_fold", window_fold, METH_VARARGS, "Merge buckets of rows into per-group states."},

@@ -217,8 +217,9 @@ class MemoryMetricStore:
         return None
 
     def settle(self) -> None:
-        """Wait for the fold the worker thread may be doing (_kernel.fold_start). Every method
-        that reads or changes the tables calls this first, so none sees a write half done."""
+        """Wait for the folds queued on the worker thread (_kernel.fold_start). Every method that
+        reads or changes the tables calls this first, so none sees a write half done; `write`
+        only when it adds rows."""
         if _kernel is not None:
             _kernel.fold_wait()
 
@@ -248,7 +249,10 @@ class MemoryMetricStore:
     async def write(
         self, tenant: str, batch: PointBatch, now: float, max_series: int
     ) -> list[tuple[int, str]]:
-        self.settle()
+        # Folds queued on the worker thread may still be going: they write only the rings,
+        # totals and last writes of tables without cells, which nothing here reads, and a batch's
+        # fold of such a table is queued after theirs. New rows (which may move a table's arrays)
+        # wait for them (_admit).
         state = self._tenant(tenant)
         refused: list[tuple[int, str]] = []
         if _kernel is not None and self.native:
@@ -347,6 +351,7 @@ class MemoryMetricStore:
         self, state: _Tenant, batch: PointBatch, codes: list[int], max_series: int
     ) -> list[tuple[int, str]]:
         """Create rows for new series (filling `codes`); return positions refused, with why."""
+        self.settle()  # a table may grow: its arrays move, and queued folds hold the old ones
         refused: list[tuple[int, str]] = []
         total = state.series_count()
         for i, code in enumerate(codes):
