@@ -52,11 +52,12 @@ async def main(batches: int, rounds: int) -> None:
         f"engine.ingest: median {rates[len(rates) // 2]:,.0f} points/s, best {rates[-1]:,.0f} "
         f"({rounds} rounds of {batches} batches of 1,000 over {series:,} series of {SERIES:,})"
     )
-    # A round's rate includes the few batches that stalled: on this VM a fold on the worker
-    # thread now and then takes 4-100 ms in place of ~0.3, with no page fault, context switch or
-    # system time (the host did not run the vCPU), and a full garbage collection (~70 ms) may
-    # fall in a round (docs/benchmarks.md, "2026-12-03, fourth session"). The median batch shows
-    # what a batch costs when neither happens; the slowest 1 % show how much they weigh.
+    # A round's rate includes the few batches that stalled: on this VM a thread now and then
+    # does not run for 4-100 ms (no page fault, context switch or system time: the host did not
+    # run the vCPU; the fold worker's stalls now wait in its queue), and a full garbage
+    # collection (76 ms) may fall in a round (docs/benchmarks.md, "2026-12-03, fourth session").
+    # The median batch shows what a batch costs when neither happens; the slowest 1 % show how
+    # much they weigh.
     took.sort()
     median_us = took[len(took) // 2] / 1e3
     slow = took[int(len(took) * 0.99) :]
