@@ -48,6 +48,7 @@ _FEW = 96  # values below which add_many adds them one by one (break-even ~100: 
 # bins (1e-9 to 1.8e308), as the unbounded dense store of DDSketch's reference.
 _PAD = 16
 _EMPTY_COUNTS = np.zeros(0, dtype=np.int64)
+_EMPTY_COUNTS.flags.writeable = False  # shared by every empty side
 
 
 def _store(buf: bytearray) -> tuple[int, np.ndarray]:
@@ -332,18 +333,13 @@ def quantile_cell_sketch(values: list[float]) -> QuantileSketch:
     return sketch
 
 
-def bin_keys(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Each value's bin key and side (+1, -1, or 0 for the zero bin), in one numpy pass (int64s)."""
+def _bins(values: np.ndarray) -> tuple[list[int], list[int]]:
+    """Each value's bin key and side (+1, -1, or 0 for the zero bin), in one numpy pass."""
     absolute = np.abs(values)
     indexable = absolute > MIN_INDEXABLE
     keys = np.zeros(values.shape, dtype=np.int64)
     keys[indexable] = np.ceil(np.log(absolute[indexable]) / LOG_GAMMA)
     signs = np.where(indexable, np.sign(values), 0).astype(np.int64)
-    return keys, signs
-
-
-def _bins(values: np.ndarray) -> tuple[list[int], list[int]]:
-    keys, signs = bin_keys(values)
     return cast(list[int], keys.tolist()), cast(list[int], signs.tolist())
 
 

@@ -387,6 +387,14 @@ def test_a_mixed_batch_folds_on_both_threads_at_once() -> None:
     assert seen[0][-3:] == [3 * sum(float(i) for i in range(j, 90, 3)) for j in range(3)]
 
 
+def sum_batch(series: int, points: int, value: float = 1.0) -> PointBatch:
+    """`points` points of the sum metric m over series k=0..series-1, two seconds back."""
+    batch = PointBatch()
+    for i in range(points):
+        batch.add(i, "m", MetricType.SUM, (("k", str(i % series)),), NOW - 2, value)
+    return batch
+
+
 def test_writes_queue_their_folds_and_a_read_waits_for_them_all() -> None:
     """A write does not wait for the folds queued before it: with the worker made slow (200 ms a
     fold), five writes in a row leave several folds pending, where a write that waited would
@@ -433,14 +441,6 @@ def test_more_writes_than_the_queue_holds_and_new_rows_on_the_way() -> None:
         metric_store._kernel.fold_test_delay(0)
     assert np.array_equal(native, reference)
     assert native[:, 0].sum() == 100 * 150
-
-
-def sum_batch(series: int, points: int, value: float = 1.0) -> PointBatch:
-    """`points` points of the sum metric m over series k=0..series-1, two seconds back."""
-    batch = PointBatch()
-    for i in range(points):
-        batch.add(i, "m", MetricType.SUM, (("k", str(i % series)),), NOW - 2, value)
-    return batch
 
 
 SPIN_CHECK = """

@@ -211,19 +211,20 @@ def test_the_c_merge_of_dense_stores_equals_the_numpy_merge(stores: list[bytes])
     from rtanalytics.core import sketches
 
     if sketches._speedups is None:
-        return
+        pytest.skip("the C speedup is not built here")
     sides = [bytearray(store) for store in stores]
     summed = sketches._speedups.merge_dense(sides)
     assert summed == sketches.merge_dense_numpy(sides)
     total = sum(int(np.frombuffer(store, dtype=np.int64)[1:].sum()) for store in stores if store)
-    assert int(np.frombuffer(summed, dtype=np.int64)[1:].sum()) == total if summed else total == 0
+    summed_total = int(np.frombuffer(summed, dtype=np.int64)[1:].sum()) if summed else 0
+    assert summed_total == total
 
 
 def test_the_c_merge_refuses_what_is_not_a_dense_store() -> None:
     from rtanalytics.core import sketches
 
     if sketches._speedups is None:
-        return
+        pytest.skip("the C speedup is not built here")
     for bad in ([b"x" * 8], [bytearray(8)], [{1: 2}]):
         with pytest.raises(TypeError, match="dense store"):
             sketches._speedups.merge_dense(bad)

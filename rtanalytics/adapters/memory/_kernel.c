@@ -21,9 +21,9 @@
  *     list -> append, and past small_cell values the list is replaced by the sketch
  *     quantile_cell_sketch(list) makes (made here); a sketch_type instance -> count += 1 and the
  *     value's bin += 1 (or its zero count). Bins are ceil(log(|v|) / log_gamma) with libm's log,
- *     as math.log; |v| <= min_indexable counts as zero. sketch_type must keep count, zero, pos and neg in __slots__; pos and neg are
- *     dense stores (bytearrays of native int64s: [low, n(low), n(low + 1), ...], b"" empty),
- *     grown here as core/sketches.py's _widen grows them.
+ *     as math.log; |v| <= min_indexable counts as zero. sketch_type must keep count, zero, pos
+ *     and neg in __slots__; pos and neg are dense stores (bytearrays of native int64s: [low,
+ *     n(low), n(low + 1), ...], b"" empty), grown here as core/sketches.py's _widen grows them.
  */
 #define _GNU_SOURCE /* sched_getaffinity, CPU_COUNT */
 #define PY_SSIZE_T_CLEAN
@@ -505,7 +505,9 @@ fold(PyObject *self, PyObject *args)
                 if (o != NULL && o != Py_None)
                     __builtin_prefetch(o, 1);
             }
-            for (int step = 4; sketches && bins.keys && step >= 1; step = step == 4 ? 2 : step - 1) {
+            static const int steps[] = {4, 2, 1};
+            for (int s = 0; sketches && bins.keys && s < 3; s++) {
+                int step = steps[s];
                 j = i + step;
                 if (j >= n || guess[j] < 0)
                     continue;
