@@ -388,9 +388,7 @@ async def test_an_outbox_writes_directly_only_when_nothing_waits() -> None:
     await asyncio.sleep(0.3)
     assert [m["type"] for m in ws.sent] == ["subscribed", "metric_data", "lagged"]
     assert ws.sent[1]["data"]["value"] == 2.0  # the newest value replaced the older one, said so
-    outbox.put(_update(3.0))  # nothing waits now: written at the end of this turn, the pump not woken
-    assert written == []
-    await asyncio.sleep(0)
+    outbox.put(_update(3.0))  # nothing waits now: written at once (its only subscription), no pump
     assert len(written) == 1 and json.loads(written[0])["data"]["value"] == 3.0
     assert not outbox.pending and not outbox.wake.is_set()
     gate.open = False  # the connection cannot take more now: queue, then the pump sends it
@@ -455,6 +453,33 @@ async def test_the_updates_of_one_turn_go_out_in_one_write_and_before_what_follo
     assert len(writes) == 2
 
 
+async def test_a_connection_with_one_subscription_writes_at_once() -> None:
+    """Its update (every row of it) is written inside `put`: no other subscription could share
+    the write. With a second subscription, updates wait for the turn's end again."""
+    writes: list[list[bytes]] = []
+
+    def direct(texts: list[bytes]) -> bool:
+        writes.append(texts)
+        return True
+
+    outbox = Outbox(direct)
+    outbox.heads["a"] = b'{"type":"metric_data","id":"a","data":'
+    rows = tuple(ResultRow("m", {"host": h}, "sum", 1.0, None, 60_000) for h in ("x", "y"))
+    outbox.put(LiveUpdate("a", rows, 1.0))
+    assert [[json.loads(t)["data"]["group"] for t in texts] for texts in writes] == [
+        [{"host": "x"}, {"host": "y"}]
+    ]
+    outbox.heads["b"] = b'{"type":"metric_data","id":"b","data":'
+    outbox.put(_update(2.0, "a"))
+    outbox.put(_update(3.0, "b"))
+    assert len(writes) == 1
+    await asyncio.sleep(0)
+    assert [[json.loads(t)["id"] for t in texts] for texts in writes[1:]] == [["a", "b"]]
+    outbox.forget("b")
+    outbox.put(_update(4.0, "a"))
+    assert len(writes) == 3 and json.loads(writes[-1][0])["data"]["value"] == 4.0
+
+
 def test_frames_held_in_a_loop_that_closed_do_not_stall_the_next_loop() -> None:
     """A loop that ends with frames held (its flush callback never ran) leaves the next loop's
     outboxes flushing as usual."""
@@ -466,7 +491,8 @@ def test_frames_held_in_a_loop_that_closed_do_not_stall_the_next_loop() -> None:
 
     def push() -> None:
         outbox = Outbox(direct)
-        outbox.heads["s"] = b'{"type":"metric_data","id":"s","data":'
+        for sub in ("s", "t"):  # (a connection with one subscription writes at once)
+            outbox.heads[sub] = b'{"type":"metric_data","id":"%s","data":' % sub.encode()
         outbox.put(_update(1.0))
 
     async def push_and_wait() -> None:
