@@ -44,8 +44,6 @@ class CountingTransport:
 def socket_like() -> SimpleNamespace:
     """The attributes of Sanic's WebsocketImplProtocol that direct_writer uses, and a `send`
     for the messages the Outbox's pump sends (`subscribed`)."""
-    writable = asyncio.Event()
-    writable.set()
 
     async def send(text: str) -> None:
         pass
@@ -53,7 +51,7 @@ def socket_like() -> SimpleNamespace:
     return SimpleNamespace(
         send=send,
         ws_proto=SimpleNamespace(state=State.OPEN),
-        io_proto=SimpleNamespace(transport=CountingTransport(), _can_write=writable),
+        io_proto=SimpleNamespace(transport=CountingTransport()),
         conn_mutex=asyncio.Lock(),
     )
 

@@ -290,9 +290,10 @@ class FakeTransport:
     def __init__(self) -> None:
         self.written = b""
         self.buffered = 0
+        self.closing = False
 
     def is_closing(self) -> bool:
-        return False
+        return self.closing
 
     def get_write_buffer_size(self) -> int:
         return self.buffered
@@ -306,11 +307,9 @@ def fake_socket(transport: FakeTransport) -> Any:
 
     from websockets.protocol import State
 
-    can_write = asyncio.Event()
-    can_write.set()
     return SimpleNamespace(
         ws_proto=SimpleNamespace(state=State.OPEN),
-        io_proto=SimpleNamespace(transport=transport, _can_write=can_write),
+        io_proto=SimpleNamespace(transport=transport),
         conn_mutex=asyncio.Lock(),
     )
 
@@ -341,6 +340,8 @@ async def test_direct_writes_are_well_formed_text_frames(size: int) -> None:
 
 
 async def test_direct_writes_wait_for_a_busy_or_slow_connection() -> None:
+    from websockets.protocol import State
+
     from rtanalytics.entrypoints.http.live_bp import DIRECT_WRITE_LIMIT, direct_writer
 
     transport = FakeTransport()
@@ -352,9 +353,14 @@ async def test_direct_writes_wait_for_a_busy_or_slow_connection() -> None:
     transport.buffered = 0
     async with socket.conn_mutex:  # Sanic is sending (a ping, a close)
         assert not write([b"x"])
-    socket.io_proto._can_write.clear()  # the transport asked to pause writing
+    socket.ws_proto.state = State.CLOSING  # a close frame went out or came in
+    assert not write([b"x"])
+    socket.ws_proto.state = State.OPEN
+    transport.closing = True
     assert not write([b"x"])
     assert transport.written == b""
+    transport.closing = False
+    assert write([b"x"]) and transport.written
 
 
 async def test_no_direct_writer_without_the_attributes_it_reads() -> None:
@@ -370,8 +376,11 @@ async def test_no_direct_writer_without_the_attributes_it_reads() -> None:
     unlike_a_lock.conn_mutex = SimpleNamespace(locked=lambda: False)
     assert direct_writer(unlike_a_lock) is None
     flag_elsewhere = fake_socket(FakeTransport())
-    del flag_elsewhere.io_proto._can_write._value  # an Event keeping its flag under another name
+    del flag_elsewhere.conn_mutex._locked  # a Lock keeping its flag under another name
     assert direct_writer(flag_elsewhere) is None
+    closed = fake_socket(FakeTransport())
+    closed.io_proto.transport = None  # (Sanic drops it once the connection is gone)
+    assert direct_writer(closed) is None
 
 
 async def test_an_outbox_writes_directly_only_when_nothing_waits() -> None:
