@@ -50,7 +50,7 @@ def socket_like() -> SimpleNamespace:
 
     return SimpleNamespace(
         send=send,
-        ws_proto=SimpleNamespace(state=State.OPEN),
+        ws_proto=SimpleNamespace(_state=State.OPEN),
         io_proto=SimpleNamespace(transport=CountingTransport()),
         conn_mutex=asyncio.Lock(),
     )

@@ -207,12 +207,12 @@ def direct_writer(ws: WebsocketImplProtocol) -> Callable[[list[bytes]], bool] | 
     mutex = getattr(ws, "conn_mutex", None)
     transport = getattr(getattr(ws, "io_proto", None), "transport", None)
     if (
-        proto is None
-        or transport is None
+        transport is None
         or not isinstance(mutex, asyncio.Lock)
-        # read as an attribute: `locked()` returns it, and a Python call a push was ~5 % of its
-        # Python
+        # read as attributes: `locked()` and the `state` property return them, and a Python
+        # call a push was ~5 % of its Python
         or not isinstance(getattr(mutex, "_locked", None), bool)
+        or not isinstance(getattr(proto, "_state", None), State)
     ):
         return None
     return _DirectWriter(transport, proto, mutex).write
@@ -233,7 +233,7 @@ class _DirectWriter:
     def write(self, payloads: list[bytes], OPEN: State = State.OPEN) -> bool:
         transport = self.transport
         if (
-            self.proto.state is not OPEN
+            self.proto._state is not OPEN
             or transport.is_closing()
             or self.mutex._locked
             or transport.get_write_buffer_size() > DIRECT_WRITE_LIMIT
@@ -242,22 +242,24 @@ class _DirectWriter:
         if len(payloads) == 1:
             payload = payloads[0]
             size = len(payload)
-            transport.write((_SHORT_HEADS[size] if size < 126 else _frame_head(size)) + payload)
+            transport.write((_HEADS[size] if size < 1024 else _frame_head(size)) + payload)
         else:
             transport.write(b"".join([part for p in payloads for part in (_frame_head(len(p)), p)]))
         return True
 
 
-_SHORT_HEADS = [bytes((0x81, size)) for size in range(126)]
-
-
 def _frame_head(size: int) -> bytes:
     """The header of an unmasked, final text frame of `size` bytes (RFC 6455 5.2)."""
     if size < 126:
-        return _SHORT_HEADS[size]
+        return bytes((0x81, size))
     if size < 1 << 16:
         return b"\x81\x7e" + size.to_bytes(2, "big")
     return b"\x81\x7f" + size.to_bytes(8, "big")
+
+
+# The headers of frames up to 1 KiB, made once (a live update is ~150-300 bytes: making its
+# header was a call and two allocations a push)
+_HEADS = [_frame_head(size) for size in range(1024)]
 
 
 def _data_head(sub_id: str) -> bytes:

@@ -53,8 +53,10 @@ def ws_url(base: str, client_id: str = "c1", query: str = "tenant_id=tenant1") -
 
 @pytest.mark.parametrize("direct", [True, False], ids=["direct-writes", "queued"])
 async def test_connect_subscribe_and_receive_updates(direct: bool) -> None:
-    async with running(ws_direct_writes=direct) as (_, base), websockets.connect(ws_url(base)) as ws:
+    async with running(ws_direct_writes=direct) as (app, base), websockets.connect(ws_url(base)) as ws:
         assert (await recv(ws)) == {"type": "connected", "client_id": "c1", "tenant_id": "tenant1"}
+        # Sanic's and websockets' objects have what the direct writer reads (else it is None)
+        assert [outbox.direct is not None for outbox in app.ctx.outboxes.values()] == [direct]
         await ws.send(
             json.dumps({"type": "subscribe", "metrics": ["api.requests.count", "api.response.time"]})
         )
@@ -308,13 +310,13 @@ def fake_socket(transport: FakeTransport) -> Any:
     from websockets.protocol import State
 
     return SimpleNamespace(
-        ws_proto=SimpleNamespace(state=State.OPEN),
+        ws_proto=SimpleNamespace(_state=State.OPEN),  # (what websockets' `state` property returns)
         io_proto=SimpleNamespace(transport=transport),
         conn_mutex=asyncio.Lock(),
     )
 
 
-@pytest.mark.parametrize("size", [5, 125, 126, 65_535, 65_536, 200_000])
+@pytest.mark.parametrize("size", [5, 125, 126, 1_023, 1_024, 65_535, 65_536, 200_000])
 async def test_direct_writes_are_well_formed_text_frames(size: int) -> None:
     from websockets.frames import Frame, Opcode
     from websockets.streams import StreamReader
@@ -325,11 +327,12 @@ async def test_direct_writes_are_well_formed_text_frames(size: int) -> None:
     write = direct_writer(fake_socket(transport))
     assert write is not None
     text = "é" * (size // 2) + "x" * (size % 2)  # multi-byte UTF-8: the length is in bytes
+    assert write([text.encode()])  # one frame (its header from a table below 1 KiB)
     assert write([text.encode(), b"next"])  # two frames in one socket write
     reader = StreamReader()
     reader.feed_data(transport.written)
     reader.feed_eof()
-    for want in (text, "next"):
+    for want in (text, text, "next"):
         parser = Frame.parse(reader.read_exact, mask=False)
         try:
             next(parser)
@@ -353,9 +356,9 @@ async def test_direct_writes_wait_for_a_busy_or_slow_connection() -> None:
     transport.buffered = 0
     async with socket.conn_mutex:  # Sanic is sending (a ping, a close)
         assert not write([b"x"])
-    socket.ws_proto.state = State.CLOSING  # a close frame went out or came in
+    socket.ws_proto._state = State.CLOSING  # a close frame went out or came in
     assert not write([b"x"])
-    socket.ws_proto.state = State.OPEN
+    socket.ws_proto._state = State.OPEN
     transport.closing = True
     assert not write([b"x"])
     assert transport.written == b""
