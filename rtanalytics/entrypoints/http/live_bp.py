@@ -93,14 +93,7 @@ class Outbox:
                 # The connection's only subscription: nothing else this turn could share its
                 # write, and written now the outbox's objects are read once, while in cache
                 # (held to the turn's end, they were read again: ~2 us more a push, cold)
-                assert self.direct is not None  # (quiet)
-                head, rows, at = heads[update.subscription], update.rows, update.at
-                if len(rows) == 1:
-                    payloads = [head + _data_tail(rows[0], at)]
-                else:
-                    payloads = [head + _data_tail(row, at) for row in rows]
-                if not self.direct(payloads):
-                    self._queue(update.subscription, rows, at)
+                self._write([update])
                 return
             if not held:  # flush when this turn's pushes are done: one callback for all outboxes
                 loop = _running_loop()
@@ -128,19 +121,23 @@ class Outbox:
         """Write the frames held back this turn, in one socket write; if the connection cannot
         take them now, they go to the queue (the pump sends them when it can)."""
         held = self.held
-        if not held:
-            return
-        self.held = []
-        assert self.direct is not None
+        if held:
+            self.held = []
+            self._write(held)
+
+    def _write(self, updates: list[LiveUpdate]) -> None:
+        """Write the updates' frames now, in one socket write, or queue them for the pump if
+        the connection cannot take them."""
+        assert self.direct is not None  # (only called while `quiet`, or with frames held)
         heads = self.heads
-        if len(held) == 1 and len(held[0].rows) == 1:  # the usual push: one update of one row
-            update = held[0]
+        if len(updates) == 1 and len(updates[0].rows) == 1:  # the usual push: one update of one row
+            update = updates[0]
             payloads = [heads[update.subscription] + _data_tail(update.rows[0], update.at)]
         else:
-            payloads = [heads[u.subscription] + _data_tail(row, u.at) for u in held for row in u.rows]
+            payloads = [heads[u.subscription] + _data_tail(row, u.at) for u in updates for row in u.rows]
         if self.direct(payloads):
             return
-        for update in held:
+        for update in updates:
             self._queue(update.subscription, update.rows, update.at)
 
     async def pump(self, ws: WebsocketImplProtocol) -> None:
@@ -226,7 +223,9 @@ class _DirectWriter:
     __slots__ = ("mutex", "proto", "transport")
 
     def __init__(self, transport: Any, proto: Any, mutex: Any) -> None:
-        self.transport = transport  # Sanic keeps a connection's transport for its lifetime
+        # Sanic drops its own reference once the connection closes; this one then says
+        # is_closing(), and writes are refused
+        self.transport = transport
         self.proto = proto
         self.mutex = mutex
 

@@ -259,15 +259,18 @@ def _update(value: float, sub: str = "s", metric: str = "m") -> LiveUpdate:
 
 
 class Gate:
-    """A direct writer that takes frames while `open`, and refuses them (writes nothing) when not."""
+    """A direct writer that takes frames while `open`, and refuses them (writes nothing) when not.
+    `written`: every frame taken; `writes`: the frames of each socket write."""
 
     def __init__(self) -> None:
         self.open = True
         self.written: list[bytes] = []
+        self.writes: list[list[bytes]] = []
 
     def __call__(self, texts: list[bytes]) -> bool:
         if self.open:
             self.written.extend(texts)
+            self.writes.append(texts)
         return self.open
 
 
@@ -435,12 +438,8 @@ async def test_an_update_never_overtakes_one_that_waits_in_the_queue() -> None:
 async def test_the_updates_of_one_turn_go_out_in_one_write_and_before_what_follows() -> None:
     """A connection's subscriptions pushed in one turn of the event loop (one live-query tick)
     cost one socket write; a control message said later in the turn goes after them."""
-    writes: list[list[bytes]] = []
-
-    def direct(texts: list[bytes]) -> bool:
-        writes.append(texts)
-        return True
-
+    direct = Gate()
+    writes = direct.writes
     outbox = Outbox(direct)
     for sub in ("a", "b", "c"):
         outbox.announce(sub, {"type": "subscribed", "id": sub})
@@ -468,12 +467,8 @@ async def test_the_updates_of_one_turn_go_out_in_one_write_and_before_what_follo
 async def test_a_connection_with_one_subscription_writes_at_once() -> None:
     """Its update (every row of it) is written inside `put`: no other subscription could share
     the write. With a second subscription, updates wait for the turn's end again."""
-    writes: list[list[bytes]] = []
-
-    def direct(texts: list[bytes]) -> bool:
-        writes.append(texts)
-        return True
-
+    direct = Gate()
+    writes = direct.writes
     outbox = Outbox(direct)
     outbox.heads["a"] = b'{"type":"metric_data","id":"a","data":'
     rows = tuple(ResultRow("m", {"host": h}, "sum", 1.0, None, 60_000) for h in ("x", "y"))
@@ -495,11 +490,8 @@ async def test_a_connection_with_one_subscription_writes_at_once() -> None:
 def test_frames_held_in_a_loop_that_closed_do_not_stall_the_next_loop() -> None:
     """A loop that ends with frames held (its flush callback never ran) leaves the next loop's
     outboxes flushing as usual."""
-    written: list[bytes] = []
-
-    def direct(texts: list[bytes]) -> bool:
-        written.extend(texts)
-        return True
+    direct = Gate()
+    written = direct.written
 
     def push() -> None:
         outbox = Outbox(direct)
