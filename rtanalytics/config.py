@@ -69,6 +69,10 @@ class Config:
     public_url: str = "http://127.0.0.1:8000"
     max_subscriptions_per_tenant: int = 10_000
     max_subscriptions_per_connection: int = 1_000
+    # The server pings each WebSocket every ws_ping_interval_s; a peer that has not answered
+    # ws_ping_timeout_s later is taken for dead: closed, and its subscriptions freed.
+    ws_ping_interval_s: int = 20
+    ws_ping_timeout_s: int = 20
     # Live updates to clients that keep up are written to the socket at once rather than through
     # each connection's queue and sender task (entrypoints/http/live_bp.py); False: always queue.
     ws_direct_writes: bool = True
@@ -125,6 +129,8 @@ class Config:
         integer("RTA_MEMORY_BUDGET_MB", "memory_budget_mb")
         integer("RTA_ALERT_INTERVAL", "alert_interval_s")
         integer("RTA_MAX_SUBSCRIPTIONS", "max_subscriptions_per_tenant")
+        integer("RTA_WS_PING_INTERVAL", "ws_ping_interval_s")
+        integer("RTA_WS_PING_TIMEOUT", "ws_ping_timeout_s")
         integer("RTA_SMTP_PORT", "smtp_port")
         for var, attr in (
             ("RTA_PUBLIC_URL", "public_url"),

@@ -26,6 +26,7 @@ def test_every_bad_setting_is_named_with_its_limit() -> None:
             "RTA_IGNITE_BACKUPS": "many",
             "IGNITE_HOST": "a:10800,b:port",
             "RTA_FOLD_SPIN": "maybe",
+            "RTA_WS_PING_TIMEOUT": "0",
         }
     )
     assert "use one of memory, ignite" in found["RTA_BACKEND"]
@@ -34,6 +35,9 @@ def test_every_bad_setting_is_named_with_its_limit() -> None:
     assert "integer >= 0" in found["RTA_IGNITE_BACKUPS"]
     assert "'b:port'" in found["IGNITE_HOST"]
     assert "one of 1, 0, true, false" in found["RTA_FOLD_SPIN"] and "'maybe'" in found["RTA_FOLD_SPIN"]
+    assert "integer >= 1" in found["RTA_WS_PING_TIMEOUT"]
+    pings = Config.from_mapping({"RTA_WS_PING_INTERVAL": "5", "RTA_WS_PING_TIMEOUT": "7"})
+    assert (pings.ws_ping_interval_s, pings.ws_ping_timeout_s) == (5, 7)
 
 
 def test_fold_spin_reads_the_usual_spellings() -> None:

@@ -42,8 +42,9 @@ def create_app(services: App, name: str | None = None) -> Sanic:  # type: ignore
     app.ctx.rta = services
     app.ctx.telemetry = Telemetry()
     app.ctx.outboxes = {}
-    app.config.WEBSOCKET_PING_INTERVAL = 20  # the server pings; a peer silent past the timeout is closed
-    app.config.WEBSOCKET_PING_TIMEOUT = 20
+    # the server pings; a peer silent past the timeout is closed (and its subscriptions freed)
+    app.config.WEBSOCKET_PING_INTERVAL = services.config.ws_ping_interval_s
+    app.config.WEBSOCKET_PING_TIMEOUT = services.config.ws_ping_timeout_s
 
     def push_alert(tenant: str, _rule: object, message: AlertMessage) -> None:
         for connection in services.live.connections_of(tenant):

@@ -203,6 +203,51 @@ async def test_unsubscribe_stops_updates() -> None:
             await recv_type(ws, "metric_data", timeout=0.5)
 
 
+async def live_figures(app: Any) -> tuple[int, int]:
+    return app.ctx.rta.live.connections, app.ctx.rta.live.subscriptions
+
+
+async def wait_for(probe: Any, want: Any, timeout: float) -> Any:
+    deadline = time.monotonic() + timeout
+    while (got := await probe()) != want and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    return got
+
+
+async def test_a_closed_connection_frees_its_subscriptions() -> None:
+    async with running() as (app, base):
+        async with websockets.connect(ws_url(base)) as ws:
+            await recv(ws)
+            for name in ("a", "b"):
+                await ws.send(json.dumps({"type": "subscribe", "metrics": [name]}))
+                await recv_type(ws, "subscribed")
+            assert await live_figures(app) == (1, 2)
+        assert await wait_for(lambda: live_figures(app), (0, 0), 5.0) == (0, 0)
+
+
+async def test_a_peer_that_stops_answering_pings_is_closed_and_its_subscriptions_freed() -> None:
+    async with (
+        running(ws_ping_interval_s=1, ws_ping_timeout_s=1) as (app, base),
+        websockets.connect(ws_url(base), ping_interval=None) as alive,
+    ):
+        dead = await websockets.connect(ws_url(base, "c2"), ping_interval=None)
+        for ws in (alive, dead):
+            await recv(ws)
+            await ws.send(json.dumps({"type": "subscribe", "metrics": ["m"]}))
+            await recv_type(ws, "subscribed")
+        assert await live_figures(app) == (2, 2)
+        # The dead client's process hangs: its kernel still takes the bytes, but it reads
+        # nothing, so it never answers a ping.
+        dead.transport.pause_reading()
+        # The server's ping gets no pong within the timeout: closed, subscription freed.
+        assert await wait_for(lambda: live_figures(app), (1, 1), 6.0) == (1, 1)
+        await asyncio.sleep(1.5)  # the live client answers its pings and stays
+        assert await live_figures(app) == (1, 1)
+        await alive.send(json.dumps({"type": "ping"}))
+        assert (await recv_type(alive, "pong"))["type"] == "pong"
+        dead.transport.abort()
+
+
 async def test_tenants_are_isolated() -> None:
     async with running() as (_, base), websockets.connect(ws_url(base, query="tenant_id=a")) as ws:
         await recv(ws)
