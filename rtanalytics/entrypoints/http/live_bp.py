@@ -347,10 +347,11 @@ async def _handle(app: Any, connection: Connection, outbox: Outbox, raw: str | b
         if sub_id is None and not (isinstance(metrics, list) and all(isinstance(m, str) for m in metrics)):
             outbox.say(_error("invalid_message", "unsubscribe needs an `id` or a list of `metrics`"))
             return
+        if sub_id is not None and not isinstance(sub_id, str):
+            outbox.say(_error("invalid_message", "unsubscribe's `id` must be a string"))
+            return
         try:
-            removed = app.live.unsubscribe(
-                connection, sub_id if isinstance(sub_id, str) else None, metrics or ()
-            )
+            removed = app.live.unsubscribe(connection, sub_id, metrics or ())
         except NotFoundError as exc:
             outbox.say(_error("unknown_subscription", exc.message))
             return

@@ -138,6 +138,7 @@ async def test_a_full_live_query_with_groups() -> None:
         (json.dumps({"type": "subscribe", "metrics": ["m"], "aggregation": "median"}), "invalid_query"),
         (json.dumps({"type": "unsubscribe", "id": "nope"}), "unknown_subscription"),
         (json.dumps({"type": "unsubscribe"}), "invalid_message"),
+        (json.dumps({"type": "unsubscribe", "id": 5}), "invalid_message"),
     ],
 )
 async def test_every_bad_message_gets_an_error_code(raw: str, code: str) -> None:
