@@ -54,3 +54,38 @@ def test_members_of_a_group_get_what_changed_for_them() -> None:
         assert all(gap >= 0.1 - 1e-9 for gap in gaps), gaps  # at most one message per interval
 
     asyncio.run(run())
+
+
+def test_ingesting_one_metric_evaluates_only_the_queries_on_it() -> None:
+    """1,000 subscriptions on other metrics: ingesting one metric costs one evaluation, and
+    only its subscriber is sent anything."""
+    clock = ManualClock(START)
+    engine = Engine(clock=clock)
+    live = LiveQueries(engine, clock)
+    engine.on_change(live.notice)
+    got: dict[str, list[LiveUpdate]] = {}
+
+    async def run() -> None:
+        await engine.ingest(
+            [{"name": f"m{i}", "type": "count"} for i in range(1_000)] + [{"name": "hot", "type": "count"}]
+        )
+        for name in [f"m{i}" for i in range(1_000)] + ["hot"]:
+            got[name] = []
+            connection = live.connect("default", name, got[name].append)
+            await live.subscribe(
+                connection, {"type": "subscribe", "metrics": [name], "id": name, "interval_ms": 100}
+            )
+            await live.push_now(connection, name)
+        clock.advance(0.2)
+        await live.run_due()  # the first pushes were made; nothing has changed since
+        evaluations = live.evaluations
+        pushed = sum(len(updates) for updates in got.values())
+        await engine.ingest([{"name": "hot", "type": "count"}])
+        for _ in range(4):  # 200 ms of 50 ms ticks
+            clock.advance(0.05)
+            await live.run_due()
+        assert live.evaluations - evaluations == 1
+        assert sum(len(updates) for updates in got.values()) - pushed == 1
+        assert [(r.metric, r.value) for r in got["hot"][-1].rows] == [("hot", 2.0)]
+
+    asyncio.run(run())
